@@ -1,0 +1,25 @@
+"""What every dataset loader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+
+@dataclass
+class Dataset:
+    """Train and test pipelines of ``(image, label)`` batches plus what a model needs.
+
+    ``train`` is shuffled each epoch (with ``seed``), batched and prefetched; ``test``
+    is batched in a fixed order. Images are float32, normalised; labels are int32.
+    """
+
+    name: str
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    train_size: int
+    test_size: int
+    class_names: tuple[str, ...] = ()

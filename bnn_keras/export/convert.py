@@ -1,0 +1,136 @@
+"""Keras -> LCE flatbuffer, with the checks that make the export trustworthy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tf_keras as keras
+
+from bnn_keras.errors import BnnError
+from bnn_keras.export.flatbuffer import op_counts
+from bnn_keras.export.fold import binary_conv_layers, fold_scales
+from bnn_keras.io import atomic_write_bytes
+
+
+def convert(model: keras.Model, **lce_kwargs) -> bytes:
+    """Convert with ``larq_compute_engine.convert_keras_model`` after :func:`fold_scales`."""
+    import larq_compute_engine as lce
+
+    try:
+        return lce.convert_keras_model(fold_scales(model), **lce_kwargs)
+    except Exception as err:  # noqa: BLE001 - the converter raises many types
+        msg = str(err).strip().splitlines()
+        raise BnnError(f"LCE cannot convert model {model.name!r}: "
+                       f"{msg[0][:300] if msg else type(err).__name__}") from None
+
+
+@dataclass
+class Agreement:
+    """Keras versus LCE interpreter on the same inputs."""
+
+    samples: int
+    top1_agreement: float
+    max_abs_diff: float
+
+
+def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
+    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    inputs = np.asarray(inputs, dtype=np.float32)
+    expected = model.predict(inputs, batch_size=64, verbose=0)
+    interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+    got = np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
+    got = got.reshape(expected.shape)
+    return Agreement(
+        samples=len(inputs),
+        top1_agreement=float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1))),
+        max_abs_diff=float(np.max(np.abs(got - expected))),
+    )
+
+
+@dataclass
+class ExportReport:
+    """What an export produced and whether it is deployable as a BNN."""
+
+    path: str
+    size_bytes: int
+    ops: dict[str, int]
+    binary_convs: int
+    lce_bconv2d: int
+    agreement: Agreement | None = None
+    min_agreement: float = 0.99
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def all_lowered(self) -> bool:
+        return self.lce_bconv2d >= self.binary_convs
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["all_lowered"] = self.all_lowered
+        data["ok"] = self.ok
+        return data
+
+    def format(self) -> str:
+        lines = [f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB)", "ops:"]
+        lines += [f"  {name:<28} {count}" for name, count in sorted(self.ops.items())]
+        verdict = "yes" if self.all_lowered else "NO"
+        lines.append(f"binary convs lowered to LceBconv2d: {verdict} "
+                     f"({self.lce_bconv2d} LceBconv2d for {self.binary_convs} binary convs)")
+        if self.agreement:
+            a = self.agreement
+            lines.append(f"LCE interpreter vs Keras on {a.samples} inputs: top-1 agreement "
+                         f"{a.top1_agreement:.2%}, max |diff| {a.max_abs_diff:.3g}")
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def export_model(model: keras.Model, output: str | os.PathLike,
+                 sample_inputs: np.ndarray | None = None, *, num_samples: int = 32,
+                 min_agreement: float = 0.99, seed: int = 0) -> ExportReport:
+    """Convert ``model``, write the flatbuffer atomically and check it.
+
+    Checks that every binary conv became ``LceBconv2d`` and that LCE's interpreter
+    agrees with Keras on ``sample_inputs`` (standard-normal inputs when ``None``).
+    Problems are listed in the report, not raised; the file is written either way.
+    """
+    flatbuffer = convert(model)
+    path = atomic_write_bytes(output, flatbuffer)
+    counts = op_counts(flatbuffer)
+    report = ExportReport(
+        path=str(path), size_bytes=len(flatbuffer), ops=dict(counts),
+        binary_convs=len(binary_conv_layers(model)), lce_bconv2d=counts.get("LceBconv2d", 0),
+        min_agreement=min_agreement,
+    )
+    if not report.all_lowered:
+        report.problems.append(f"{report.binary_convs - report.lce_bconv2d} binary conv(s) "
+                               "did not lower to LceBconv2d")
+    if sample_inputs is None:
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        sample_inputs = np.random.default_rng(seed).standard_normal(
+            (num_samples, *shape)).astype(np.float32)
+    report.agreement = compare(model, flatbuffer, sample_inputs)
+    if report.agreement.top1_agreement < min_agreement:
+        report.problems.append(f"top-1 agreement {report.agreement.top1_agreement:.2%} is under "
+                               f"the threshold {min_agreement:.2%}")
+    return report
+
+
+def read_flatbuffer(path: str | os.PathLike) -> bytes:
+    """Read a ``.tflite`` file, with one-line errors for missing or non-model files."""
+    from bnn_keras.export.flatbuffer import check_flatbuffer
+
+    path = Path(path)
+    if not path.is_file():
+        raise BnnError(f"model file not found: {path}")
+    data = path.read_bytes()
+    check_flatbuffer(data, str(path))
+    return data

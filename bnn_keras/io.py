@@ -1,0 +1,70 @@
+"""Files: atomic writes and checked loading of ``.keras`` models."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import tf_keras as keras
+
+from bnn_keras.errors import BnnError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model`` in the ``.keras`` format, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.tmp.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_keras_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` model holding bnn_keras / larq layers, with one-line errors."""
+    import larq  # noqa: F401  (registers larq's layers and quantizers)
+
+    import bnn_keras.layers  # noqa: F401  (registers ours)
+
+    path = Path(path)
+    if not path.exists():
+        raise BnnError(f"model file not found: {path}")
+    if path.is_dir():
+        raise BnnError(f"expected a .keras model file, got a directory: {path}")
+    if path.suffix != ".keras":
+        raise BnnError(f"expected a .keras model file, got {path.name}")
+    if not zipfile.is_zipfile(path):
+        raise BnnError(f"{path} is not a valid .keras file (not a zip archive; corrupt?)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001 - any loading failure is a bad file for the user
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BnnError(f"cannot load {path}: {first[:300]}") from None

@@ -1,0 +1,6 @@
+"""Keras layers for binary networks: weight-standardised convs and ReActNet activations."""
+
+from bnn_keras.layers.activations import LearnableBias, RPReLU
+from bnn_keras.layers.ws_conv import ScaledStdConv2D, ScaledStdQuantConv2D
+
+__all__ = ["LearnableBias", "RPReLU", "ScaledStdConv2D", "ScaledStdQuantConv2D"]

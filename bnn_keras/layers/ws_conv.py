@@ -1,0 +1,134 @@
+"""Weight-standardised convolutions, real-valued and binary (the BN-free building blocks)."""
+
+from __future__ import annotations
+
+import logging
+
+import larq as lq
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.quantizers import StandardizedSign, standardize_kernel
+
+
+class _GainMixin:
+    """Adds the per-output-channel ``gain`` (init 1) and a fixed ``output_scale``."""
+
+    def _build_gain(self) -> None:
+        self.gain = self.add_weight(
+            name="gain", shape=(self.filters,), initializer="ones", trainable=True
+        )
+
+    def _channel_scale(self) -> tf.Tensor:
+        return self.gain * self.output_scale
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class ScaledStdConv2D(_GainMixin, keras.layers.Conv2D):
+    r"""Real-valued ``Conv2D`` with scaled weight standardisation at every call.
+
+    \[
+    \hat W = g \cdot \frac{W - \mu}{(\sigma + \epsilon)\sqrt{N}} \cdot c
+    \]
+
+    \(\mu, \sigma\) (population) per output channel over ``(kh, kw, in)``,
+    \(N = kh \cdot kw \cdot in\), \(g\) a trainable per-output-channel ``gain``
+    initialised to 1, and \(c\) the constant ``output_scale`` (default 1; a residual
+    branch's \(\alpha\) or a shortcut's \(\beta\) can be folded in here so no float
+    multiply is left in the graph). No bias by default.
+
+    Takes every argument of ``keras.layers.Conv2D``.
+
+    Example:
+        ```python
+        x = keras.Input((32, 32, 3))
+        y = ScaledStdConv2D(64, 3, padding="same")(x)   # unit variance in -> out
+        ```
+    """
+
+    def __init__(self, filters, kernel_size, *, eps: float = 1e-5, output_scale: float = 1.0,
+                 use_bias: bool = False, kernel_initializer="he_normal", **kwargs):
+        self.eps = float(eps)
+        self.output_scale = float(output_scale)
+        super().__init__(filters, kernel_size, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_gain()
+
+    def standardized_kernel(self) -> tf.Tensor:
+        """The kernel the convolution uses, with gain and ``output_scale`` applied."""
+        return standardize_kernel(self.kernel, self.eps) * self._channel_scale()
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(
+            inputs, standardize_kernel(kernel, self.eps) * self._channel_scale()
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "eps": self.eps, "output_scale": self.output_scale}
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
+    r"""Binary conv with scaled weight standardisation: larq's ``QuantConv2D`` subclass.
+
+    \[
+    W_b = c \cdot g \cdot s \cdot \mathrm{sign}(\hat W), \quad
+    \hat W = \frac{W - \mu}{(\sigma + \epsilon)\sqrt{N}}, \quad
+    s = \mathrm{mean}|\hat W| \ \text{(per output channel, gradient stopped)}
+    \]
+    \[
+    y = \mathrm{conv}(\mathrm{sign}(x), W_b)
+    \]
+
+    The weight gradient is straight-through, the identity for \(|\hat W| \le 1\) and not
+    multiplied by \(s\) (see :class:`bnn_keras.quantizers.StandardizedSign`); \(g\) is the
+    trainable per-channel ``gain`` (init 1) and \(c\) the constant ``output_scale``.
+    Inputs are binarised with ``input_quantizer`` (larq's ``approx_sign`` by default) and
+    "same" padding pads with +1 (``pad_values=1.0``) so that LCE lowers the layer to
+    ``LceBconv2d`` with \(c \cdot g \cdot s\) folded into its output multiplier.
+
+    Example:
+        ```python
+        x = keras.Input((32, 32, 64))
+        y = ScaledStdQuantConv2D(64, 3, padding="same")(LearnableBias()(x))
+        ```
+    """
+
+    def __init__(self, filters, kernel_size, *, eps: float = 1e-5, output_scale: float = 1.0,
+                 input_quantizer="approx_sign", pad_values: float = 1.0,
+                 use_bias: bool = False, kernel_initializer="he_normal", **kwargs):
+        self.eps = float(eps)
+        self.output_scale = float(output_scale)
+        kwargs.pop("kernel_quantizer", None)  # fixed: it *is* this layer's definition
+        larq_log = logging.getLogger("larq.layers_base")
+        level = larq_log.level
+        larq_log.setLevel(logging.ERROR)  # latent weights are standardised: no clip needed
+        try:
+            super().__init__(filters, kernel_size, input_quantizer=input_quantizer,
+                             kernel_quantizer=StandardizedSign(eps=self.eps),
+                             pad_values=pad_values, use_bias=use_bias,
+                             kernel_initializer=kernel_initializer, **kwargs)
+        finally:
+            larq_log.setLevel(level)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_gain()
+
+    def binary_kernel(self) -> tf.Tensor:
+        """The deployed kernel ``c * g * s * sign(W_hat)``."""
+        return self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable)) * (
+            self._channel_scale()
+        )
+
+    def convolution_op(self, inputs, kernel):
+        # `kernel` is already s * sign(W_hat) (larq reads the quantized variable here).
+        return super().convolution_op(inputs, kernel * self._channel_scale())
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.pop("kernel_quantizer", None)
+        return {**config, "eps": self.eps, "output_scale": self.output_scale}

@@ -1,0 +1,11 @@
+"""Model registry: ``create(name, variant=..., num_classes=..., input_shape=...)``.
+
+Every model is a functional ``keras.Model`` whose logits come from a ``Dense`` layer
+named ``classifier``. ``names()`` lists the registered models.
+"""
+
+from bnn_keras.models import reactnet_resnet  # noqa: F401  (registers its models)
+from bnn_keras.models.registry import ModelEntry, create, get, names, register
+from bnn_keras.models.stats import ModelStats, model_stats
+
+__all__ = ["ModelEntry", "ModelStats", "create", "get", "model_stats", "names", "register"]

@@ -1,0 +1,109 @@
+"""The model registry: one ``create(name, ...)`` entry point for every architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import tf_keras as keras
+
+from bnn_keras.errors import BnnError
+
+Builder = Callable[..., keras.Model]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered architecture and what it supports."""
+
+    name: str
+    builder: Builder
+    variants: tuple[str, ...]
+    family: str
+    paper: str
+
+    @property
+    def default_variant(self) -> str:
+        return self.variants[0]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, *, variants: Sequence[str], family: str, paper: str = ""):
+    """Decorator registering ``builder(variant, num_classes, input_shape, **kw)`` as ``name``.
+
+    The first variant listed is the default.
+    """
+
+    def wrap(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(variants), family, paper)
+        return builder
+
+    return wrap
+
+
+def names() -> list[str]:
+    """Names of every registered model, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> ModelEntry:
+    """The registry entry for ``name``; :class:`BnnError` naming the choices if unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BnnError(
+            f"unknown model {name!r}; registered models: {', '.join(names())}"
+        ) from None
+
+
+def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise BnnError(f"input_shape must be (height, width, channels) of positive ints, "
+                       f"got {input_shape!r}")
+    if min(shape[:2]) < 8:
+        raise BnnError(f"input_shape {shape} is too small: height and width must be >= 8")
+    return shape  # type: ignore[return-value]
+
+
+def create(
+    name: str,
+    variant: str | None = None,
+    num_classes: int = 1000,
+    input_shape: Sequence[int] = (224, 224, 3),
+    **kwargs,
+) -> keras.Model:
+    """Build a registered model (untrained).
+
+    Args:
+        name: a name from :func:`names`, e.g. ``"reactnet_18"``.
+        variant: e.g. ``"bn"``, ``"bf"`` (BN-free) or ``"none"``; the entry's default if
+            ``None``.
+        num_classes: size of the classifier output (logits).
+        input_shape: ``(height, width, channels)``.
+        **kwargs: architecture options of the family (e.g. ``stem="small"``).
+
+    Example:
+        ```python
+        model = bnn_keras.models.create("reactnet_18", variant="bf", num_classes=10,
+                                        input_shape=(32, 32, 3))
+        ```
+    """
+    entry = get(name)
+    variant = variant or entry.default_variant
+    if variant not in entry.variants:
+        raise BnnError(
+            f"model {name!r} has no variant {variant!r}; choose from {', '.join(entry.variants)}"
+        )
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise BnnError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    shape = _check_shape(input_shape)
+    try:
+        return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
+                             **kwargs)
+    except TypeError as err:
+        raise BnnError(f"bad option for model {name!r}: {err}") from None

@@ -1,0 +1,87 @@
+"""Weight quantizers for weight-standardised binary convolutions.
+
+All functions work on kernels in Keras layout ``(kh, kw, in, out)``: statistics are taken
+per output channel, over every axis but the last.
+"""
+
+from __future__ import annotations
+
+import larq as lq
+import tensorflow as tf
+import tf_keras as keras
+
+
+def standardize_kernel(kernel: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
+    r"""Scaled weight standardisation (Brock et al. 2021), per output channel.
+
+    \[
+    \hat W = \frac{W - \mu}{(\sigma + \epsilon)\sqrt{N}}
+    \]
+
+    with \(\mu\) and the population standard deviation \(\sigma\) taken over
+    ``(kh, kw, in)`` and \(N = kh \cdot kw \cdot in\) the fan-in. Each output filter of
+    \(\hat W\) then has zero mean and squared norm close to 1, so a conv of unit-variance
+    inputs gives unit-variance outputs.
+    """
+    axes = list(range(len(kernel.shape) - 1))
+    fan_in = 1
+    for dim in kernel.shape[:-1]:
+        fan_in *= int(dim)
+    mean = tf.reduce_mean(kernel, axis=axes, keepdims=True)
+    std = tf.math.reduce_std(kernel, axis=axes, keepdims=True)
+    return (kernel - mean) / (std + eps) / tf.sqrt(tf.cast(fan_in, kernel.dtype))
+
+
+def scaled_sign(w: tf.Tensor) -> tf.Tensor:
+    r"""Binarise per output channel with a magnitude and a clipped straight-through gradient.
+
+    \[
+    q(\hat W) = s \cdot \mathrm{sign}(\hat W), \quad s = \mathrm{mean}(|\hat W|)
+    \text{ per output channel (gradient stopped)}
+    \]
+    \[
+    \frac{\partial q}{\partial \hat W} = 1_{|\hat W| \le 1}
+    \]
+
+    The gradient is the identity inside ``[-1, 1]``; it is not multiplied by ``s``.
+    ``sign(0) = 1`` as in larq.
+    """
+    axes = list(range(len(w.shape) - 1))
+    scale = tf.stop_gradient(tf.reduce_mean(tf.abs(w), axis=axes, keepdims=True))
+    clipped = tf.clip_by_value(w, -1.0, 1.0)
+    binary = scale * lq.math.sign(w)
+    return clipped + tf.stop_gradient(binary - clipped)
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class StandardizedSign(lq.quantizers.Quantizer):
+    r"""Kernel quantizer: scaled weight standardisation, then a per-channel scaled sign.
+
+    \[
+    q(W) = s \cdot \mathrm{sign}(\hat W), \quad
+    \hat W = \frac{W - \mu}{(\sigma + \epsilon)\sqrt{N}}, \quad s = \mathrm{mean}|\hat W|
+    \]
+
+    Straight-through gradient: identity for \(|\hat W| \le 1\), then back through the
+    standardisation. Marked ``precision = 1`` so larq's summary and LCE treat the kernel
+    as binary (LCE folds ``s`` into the output multiplier of ``LceBconv2d``).
+
+    Example:
+        ```python
+        conv = lq.layers.QuantConv2D(
+            64, 3, kernel_quantizer=StandardizedSign(), input_quantizer="approx_sign",
+            pad_values=1.0, padding="same", use_bias=False)
+        ```
+    """
+
+    precision = 1
+
+    def __init__(self, eps: float = 1e-5, **kwargs):
+        self.eps = eps
+        super().__init__(**kwargs)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return scaled_sign(standardize_kernel(inputs, self.eps))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "eps": self.eps}
