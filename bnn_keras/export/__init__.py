@@ -9,11 +9,12 @@ from bnn_keras.export.convert import (
     export_model,
     read_flatbuffer,
 )
-from bnn_keras.export.flatbuffer import check_flatbuffer, op_counts, op_list
+from bnn_keras.export.flatbuffer import check_flatbuffer, input_producers, op_counts, op_list
 from bnn_keras.export.fold import binary_conv_layers, fold_scales, foldable_biases
 
 __all__ = [
     "Agreement", "ExportReport", "binary_conv_layers", "check_flatbuffer", "compare",
-    "convert", "export_model", "fold_scales", "foldable_biases", "op_counts", "op_list",
+    "convert", "export_model", "fold_scales", "foldable_biases", "input_producers", "op_counts",
+    "op_list",
     "read_flatbuffer",
 ]

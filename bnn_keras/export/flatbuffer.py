@@ -48,3 +48,23 @@ def op_list(data: bytes) -> list[str]:
 def op_counts(data: bytes) -> Counter:
     """How many operators of each type the flatbuffer holds."""
     return Counter(op_list(data))
+
+
+def input_producers(data: bytes, op_type: str) -> list[list[str]]:
+    """For each operator of ``op_type``, the types of the operators producing its inputs
+    (``"<input>"`` for graph inputs and constants)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = op_list(data)
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    result, index = [], 0
+    for graph in model.subgraphs:
+        producer: dict[int, str] = {}
+        for offset, op in enumerate(graph.operators):
+            for t in op.outputs:
+                producer[int(t)] = names[index + offset]
+        for offset, op in enumerate(graph.operators):
+            if names[index + offset] == op_type:
+                result.append([producer.get(int(t), "<input>") for t in op.inputs if t >= 0])
+        index += len(graph.operators)
+    return result

@@ -21,6 +21,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     agc_clip: float = 0.02
     seed: int = 0
+    steps_per_epoch: int = 0  # 0: one full pass over the training split
     output: str = "runs"
     name: str = ""
 
@@ -33,6 +34,8 @@ class TrainConfig:
             raise BnnError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.agc_clip < 0:
             raise BnnError(f"AGC clip factor must be >= 0 (0 turns AGC off), got {self.agc_clip}")
+        if self.steps_per_epoch < 0:
+            raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         if not self.name:
             self.name = f"{self.model}-{self.variant}-{self.dataset}"
 

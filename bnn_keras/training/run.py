@@ -109,6 +109,10 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
     net = models.create(config.model, config.variant, num_classes=dataset.num_classes,
                         input_shape=dataset.input_shape)
     steps_per_epoch = int(tf.data.experimental.cardinality(dataset.train).numpy())
+    train_data = dataset.train
+    if config.steps_per_epoch:
+        steps_per_epoch = config.steps_per_epoch
+        train_data = train_data.repeat()
     trainer = TrainingModel(net, agc_clip=config.agc_clip)
     trainer.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
@@ -131,7 +135,8 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
 
     start = time.time()
     history = trainer.fit(
-        dataset.train, epochs=config.epochs, initial_epoch=initial_epoch,
+        train_data, epochs=config.epochs, initial_epoch=initial_epoch,
+        steps_per_epoch=config.steps_per_epoch or None,
         validation_data=dataset.test, verbose=verbose,
         callbacks=[_EpochCheckpoint(manager, epoch),
                    keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)],

@@ -1,0 +1,59 @@
+"""Local latency of a flatbuffer with LCE's interpreter."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bnn_keras.errors import BnnError
+from bnn_keras.export.flatbuffer import check_flatbuffer
+
+
+@dataclass
+class Latency:
+    """Per-inference wall time over ``runs`` timed runs after ``warmup`` untimed ones."""
+
+    runs: int
+    threads: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
+                         warmup: int = 5, use_indirect_bgemm: bool = False,
+                         seed: int = 0) -> Latency:
+    """Time single-image inference (LCE models have batch size 1) with LCE's interpreter.
+
+    Note: off ARM the interpreter falls back to reference kernels, so x86 figures are
+    for comparing models with each other, not for predicting board latency.
+    """
+    if threads < 1 or runs < 1 or warmup < 0:
+        raise BnnError("threads and runs must be >= 1 and warmup >= 0")
+    check_flatbuffer(flatbuffer)
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(flatbuffer, num_threads=threads,
+                                  use_indirect_bgemm=use_indirect_bgemm)
+    except Exception as err:  # noqa: BLE001
+        raise BnnError(f"LCE's interpreter cannot load the model: "
+                       f"{str(err).splitlines()[0][:200]}") from None
+    shape = interpreter.input_shapes[0]
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    for _ in range(warmup):
+        interpreter.predict(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.predict(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    t = np.asarray(times)
+    return Latency(runs, threads, float(np.median(t)), float(t.min()), float(t.max()),
+                   float(t.mean()))

@@ -1,0 +1,27 @@
+"""The ``bnn-keras`` command: train, export, bench, models."""
+
+from __future__ import annotations
+
+import click
+
+import bnn_keras
+from bnn_keras.cli.bench import bench
+from bnn_keras.cli.errors import run_cli
+from bnn_keras.cli.export import export
+from bnn_keras.cli.models import models
+from bnn_keras.cli.train import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(bnn_keras.__version__, prog_name="bnn-keras")
+def cli() -> None:
+    """Train binary neural networks, export them with LCE and benchmark them."""
+
+
+for command in (train, export, bench, models):
+    cli.add_command(command)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    run_cli(cli, args)

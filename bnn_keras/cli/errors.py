@@ -1,0 +1,38 @@
+"""How the CLI reports failures: one line on stderr and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from bnn_keras.errors import BnnError
+
+
+def run_cli(group: click.Group, args: list[str] | None = None) -> None:
+    """Run ``group``; print bad input as ``error: ...`` (exit 1, usage errors exit 2).
+
+    Set ``BNN_KERAS_DEBUG=1`` to see the traceback of an unexpected error.
+    """
+    try:
+        group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except BnnError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted (a run resumes with --resume)", err=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001
+        if os.environ.get("BNN_KERAS_DEBUG"):
+            raise
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        click.echo(f"error: {type(err).__name__}: {first} "
+                   "(set BNN_KERAS_DEBUG=1 for the traceback)", err=True)
+        sys.exit(2)
