@@ -14,17 +14,26 @@ from bnn_keras.export.flatbuffer import op_counts
 from bnn_keras.export.fold import binary_conv_layers, fold_scales
 from bnn_keras.io import atomic_write_bytes
 
+LCE_CUSTOM_OPS = frozenset({"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d"})
+
 
 def convert(model: keras.Model, **lce_kwargs) -> bytes:
     """Convert with ``larq_compute_engine.convert_keras_model`` after :func:`fold_scales`."""
     import larq_compute_engine as lce
 
     try:
-        return lce.convert_keras_model(fold_scales(model), **lce_kwargs)
+        flatbuffer = lce.convert_keras_model(fold_scales(model), **lce_kwargs)
     except Exception as err:  # noqa: BLE001 - the converter raises many types
         msg = str(err).strip().splitlines()
         raise BnnError(f"LCE cannot convert model {model.name!r}: "
                        f"{msg[0][:300] if msg else type(err).__name__}") from None
+    # The converter lets ops it does not know through as custom ops; nothing runs them.
+    unknown = sorted({op for op in op_counts(flatbuffer)
+                      if not op.isupper() and op not in LCE_CUSTOM_OPS})
+    if unknown:
+        raise BnnError(f"LCE cannot convert model {model.name!r}: ops with no TFLite or LCE "
+                       f"kernel: {', '.join(unknown)}")
+    return flatbuffer
 
 
 @dataclass
@@ -42,7 +51,11 @@ def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreem
 
     inputs = np.asarray(inputs, dtype=np.float32)
     expected = model.predict(inputs, batch_size=64, verbose=0)
-    interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+    try:
+        interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+    except Exception as err:  # noqa: BLE001
+        raise BnnError(f"LCE's interpreter cannot run the flatbuffer: "
+                       f"{str(err).splitlines()[0][:200]}") from None
     got = np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
     got = got.reshape(expected.shape)
     return Agreement(

@@ -16,7 +16,7 @@ class TrainConfig:
     model: str = "reactnet_18"
     variant: str = "bf"
     dataset: str = "digits"
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 64
     learning_rate: float = 2e-3
     agc_clip: float = 0.02

@@ -129,8 +129,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
         except Exception as err:  # noqa: BLE001
             raise BnnError(f"cannot restore checkpoint {manager.latest_checkpoint}: "
                            f"{str(err).splitlines()[0][:200]}") from None
-        if verbose:
-            print(f"resuming {run_dir} after epoch {int(epoch.numpy())}")
+        print(f"resuming {run_dir} after epoch {int(epoch.numpy())}", flush=True)
     initial_epoch = int(epoch.numpy())
 
     start = time.time()

@@ -1,0 +1,40 @@
+"""The bundled digits data: fixed stratified split, shapes and normalisation."""
+
+import numpy as np
+import pytest
+
+from bnn_keras import data
+from bnn_keras.errors import BnnError
+
+
+def test_digits_split_is_fixed_stratified_and_normalised():
+    x_train, y_train, x_test, y_test = data.digits_arrays()
+    assert x_train.shape[1:] == (32, 32, 3) and x_test.shape[1:] == (32, 32, 3)
+    assert len(x_train) + len(x_test) == 1797
+    assert abs(len(x_test) / 1797 - 0.2) < 0.01
+    train_frac = np.bincount(y_train) / len(y_train)
+    test_frac = np.bincount(y_test) / len(y_test)
+    np.testing.assert_allclose(train_frac, test_frac, atol=0.01)
+    assert abs(x_train.mean()) < 1e-3 and abs(x_train.std() - 1) < 1e-3
+    again = data.digits_arrays()
+    np.testing.assert_array_equal(again[3], y_test)
+
+
+def test_digits_pipelines():
+    ds = data.load("digits", batch_size=50, seed=1)
+    assert ds.num_classes == 10 and ds.input_shape == (32, 32, 3)
+    x, y = next(iter(ds.train))
+    assert x.shape == (50, 32, 32, 3) and x.dtype.name == "float32"
+    assert y.dtype.name == "int32"
+    n = sum(int(b[1].shape[0]) for b in ds.test)
+    assert n == ds.test_size
+    first = next(iter(ds.train))[1].numpy()
+    second = next(iter(ds.train))[1].numpy()
+    assert not np.array_equal(first, second)  # reshuffled each epoch
+
+
+def test_unknown_dataset_and_bad_batch():
+    with pytest.raises(BnnError, match="unknown dataset"):
+        data.load("imagenet9000")
+    with pytest.raises(BnnError, match="batch size"):
+        data.load("digits", batch_size=0)

@@ -1,0 +1,29 @@
+"""bnn_keras makes tf.keras Keras 2, and says what to do when it cannot."""
+
+import os
+import subprocess
+import sys
+
+
+def _run(code: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update(env_extra or {})
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_import_sets_legacy_keras_before_tensorflow():
+    out = _run("import bnn_keras, os, tensorflow as tf, tf_keras;"
+               "print(os.environ['TF_USE_LEGACY_KERAS'],"
+               " tf.keras.layers.Layer is tf_keras.layers.Layer)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["1", "True"]
+
+
+def test_keras3_already_imported_raises_clear_import_error():
+    out = _run("import tensorflow as tf; tf.keras.layers.Dense\n"
+               "try:\n    import bnn_keras\nexcept ImportError as e:\n    print('IMPORTERROR', e)")
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTERROR" in out.stdout
+    assert "TF_USE_LEGACY_KERAS=1" in out.stdout

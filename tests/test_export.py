@@ -1,0 +1,65 @@
+"""LCE export: every binary conv lowers, beta folds away, and the flatbuffer agrees."""
+
+import numpy as np
+import pytest
+
+from bnn_keras import data, export, models
+from bnn_keras.errors import BnnError
+
+
+@pytest.fixture(scope="module")
+def digits_test_images():
+    return data.digits_arrays()[2][:48]
+
+
+@pytest.mark.parametrize("variant", ["bn", "bf", "none"])
+def test_reactnet_18_lowers_fully(variant, tmp_path, digits_test_images):
+    model = models.create("reactnet_18", variant, 10, (32, 32, 3))
+    report = export.export_model(model, tmp_path / "m.tflite", digits_test_images)
+    assert report.binary_convs == 16
+    assert report.ops.get("LceBconv2d") == 16
+    assert report.ops.get("CONV_2D") == 1 + 3  # stem and the three shortcut convs
+    assert report.all_lowered and report.ok, report.problems
+    assert report.agreement.top1_agreement >= 0.99
+    # no float multiply (e.g. an unfolded beta) feeds a binarizer
+    producers = export.input_producers((tmp_path / "m.tflite").read_bytes(), "LceQuantize")
+    assert len(producers) == 16
+    assert all("MUL" not in p for p in producers), producers
+
+
+def test_fold_scales_keeps_signs_and_drops_the_multiply(rng):
+    model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
+    # every block has beta < 1 but the first of each stage (expected variance reset to 1)
+    assert len(export.foldable_biases(model)) == 16 - 4
+    for layer in export.foldable_biases(model):
+        layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape).astype(np.float32))
+    folded = export.fold_scales(model)
+    assert not export.foldable_biases(folded)
+    x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_unfolded_multiply_is_detected(tmp_path):
+    """input_producers can see a float MUL in front of a binarizer (so the check can fail)."""
+    import larq as lq
+    import tf_keras as keras
+
+    x = keras.Input((8, 8, 4))
+    y = keras.layers.Rescaling(0.5)(x)
+    y = lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(y)
+    y = keras.layers.Rescaling(2.0)(keras.layers.ReLU()(y))
+    y = lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(y)
+    fb = export.convert(keras.Model(x, y))
+    producers = export.input_producers(fb, "LceQuantize")
+    assert any("MUL" in p for p in producers)
+
+
+def test_not_a_flatbuffer(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"hello world, not a model")
+    with pytest.raises(BnnError, match="not a TFLite model"):
+        export.read_flatbuffer(bad)
+    with pytest.raises(BnnError, match="not found"):
+        export.read_flatbuffer(tmp_path / "missing.tflite")

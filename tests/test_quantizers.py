@@ -1,0 +1,50 @@
+"""Weight standardisation and binarisation against independent numpy computations."""
+
+import numpy as np
+import tensorflow as tf
+
+from bnn_keras.quantizers import StandardizedSign, scaled_sign, standardize_kernel
+
+
+def np_standardize(w, eps=1e-5):
+    flat = w.reshape(-1, w.shape[-1])
+    mean = flat.mean(0)
+    std = flat.std(0)  # population std
+    return (w - mean) / (std + eps) / np.sqrt(flat.shape[0])
+
+
+def test_standardize_matches_numpy(rng):
+    w = rng.normal(0.3, 2.0, (3, 3, 5, 7)).astype(np.float32)
+    got = standardize_kernel(tf.constant(w)).numpy()
+    np.testing.assert_allclose(got, np_standardize(w), rtol=1e-5, atol=1e-6)
+    # each output filter: zero mean, squared norm ~1
+    flat = got.reshape(-1, 7)
+    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose((flat**2).sum(0), 1, rtol=1e-3)
+
+
+def test_scaled_sign_forward_matches_numpy(rng):
+    w = rng.normal(0, 0.5, (3, 3, 4, 6)).astype(np.float32)
+    w[0, 0, 0, 0] = 0.0
+    got = scaled_sign(tf.constant(w)).numpy()
+    s = np.abs(w).reshape(-1, 6).mean(0)
+    expected = s * np.where(w >= 0, 1.0, -1.0)  # sign(0) = +1
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_scaled_sign_gradient_is_clipped_identity_not_scaled(rng):
+    w = tf.constant(rng.normal(0, 1.2, (2, 2, 3, 4)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(2, 2, 3, 4)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(w)
+        y = tf.reduce_sum(scaled_sign(w) * upstream)
+    grad = tape.gradient(y, w).numpy()
+    expected = np.where(np.abs(w.numpy()) <= 1.0, upstream.numpy(), 0.0)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    assert (np.abs(w.numpy()) > 1).any() and (np.abs(w.numpy()) <= 1).any()
+
+
+def test_standardized_sign_is_marked_binary_and_serialises():
+    q = StandardizedSign(eps=1e-4)
+    assert q.precision == 1
+    assert StandardizedSign.from_config(q.get_config()).eps == 1e-4
