@@ -1,4 +1,4 @@
-"""The ``bnn-keras`` command: train, export, bench, models."""
+"""The ``bnn-keras`` command: train, export, bench, models, eval, landscape, inspect."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import bnn_keras
 from bnn_keras.cli.bench import bench
 from bnn_keras.cli.errors import run_cli
 from bnn_keras.cli.export import export
+from bnn_keras.cli.insight import eval_command, inspect, landscape
 from bnn_keras.cli.models import models
 from bnn_keras.cli.train import train
 
@@ -18,7 +19,7 @@ def cli() -> None:
     """Train binary neural networks, export them with LCE and benchmark them."""
 
 
-for command in (train, export, bench, models):
+for command in (train, export, bench, models, eval_command, landscape, inspect):
     cli.add_command(command)
 
 

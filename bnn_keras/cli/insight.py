@@ -1,0 +1,113 @@
+"""``bnn-keras eval``, ``bnn-keras landscape`` and ``bnn-keras inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command(name="eval")
+@click.argument("target")
+@click.option("--dataset", default=None, help="[default: the run's dataset, else digits]")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test",
+              show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_command(target, dataset, split, limit, as_json) -> None:
+    """Top-1 and top-5 of a run folder, a .keras model or a .tflite flatbuffer."""
+    from bnn_keras.insight.evaluate import evaluate
+
+    result = evaluate(target, dataset, split, limit)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['model']} ({result['format']}) on {result['dataset']}/"
+               f"{result['split']}, {result['samples']} images: top-1 {result['top1']:.2%}, "
+               f"top-5 {result['top5']:.2%}")
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
+              help="Grid points per axis (odd, so the origin is on the grid).")
+@click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="The grid covers [-span, span] on both directions.")
+@click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Fixed training images the loss is evaluated on.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dataset", default=None, help="[default: each run's dataset]")
+def landscape(runs, points, span, samples, seed, dataset) -> None:
+    """2-D loss landscapes around each RUN's weights (PNG contour + surface, .npz grid).
+
+    Files go to RUN/landscape/. All runs share axes and colour scale.
+    """
+    from bnn_keras.insight.landscape import loss_landscape, plot_landscapes
+    from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+    from bnn_keras.io import load_keras_model
+
+    grids, out_dirs = {}, {}
+    for run in runs:
+        source = resolve(run)
+        if source.run_dir is None:
+            raise click.BadParameter(f"{run} is not a run folder", param_hint="RUNS")
+        model = load_keras_model(source.path)
+        name = source.run_dir.name
+        ds = dataset or source.dataset or "digits"
+        x, y, shape = split_arrays(ds, "train", samples)
+        check_input_shape(model.input_shape[1:], shape, name, ds)
+        click.echo(f"{name}: {points}x{points} grid on {len(y)} {ds} images")
+        grid = loss_landscape(
+            model, x, y, points=points, span=span, seed=seed,
+            progress=lambda i, n, name=name: click.echo(f"  {name}: row {i}/{n}"))
+        out = source.run_dir / "landscape"
+        out.mkdir(exist_ok=True)
+        grid.save(out / "landscape.npz")
+        grids[name], out_dirs[name] = grid, str(out)
+        centre = grid.loss[len(grid.alphas) // 2, len(grid.betas) // 2]
+        click.echo(f"  loss at the trained weights {centre:.4f}, grid min "
+                   f"{grid.loss.min():.4f}, max {grid.loss.max():.4f}, {grid.seconds:.0f} s")
+    for path in plot_landscapes(grids, out_dirs):
+        click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("run")
+@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images of the batch the activation statistics are measured on.")
+def inspect(run, samples) -> None:
+    """Per-layer statistics of RUN: latent histograms, near-zero share, sign flips
+    between the first and last checkpoint, WS gains, activation std after every block."""
+    from bnn_keras.errors import BnnError
+    from bnn_keras.insight import inspect as lib
+    from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+    from bnn_keras.io import load_keras_model
+
+    source = resolve(run)
+    if source.run_dir is None:
+        raise BnnError(f"{run} is not a run folder")
+    model = load_keras_model(source.path)
+    checkpoints = lib.checkpoint_paths(source.run_dir)
+    first = lib.restore_copy(model, checkpoints[0]) if len(checkpoints) > 1 else None
+    rows = lib.layer_stats(model, first)
+    ds = source.dataset or "digits"
+    x, _, shape = split_arrays(ds, "test", samples)
+    check_input_shape(model.input_shape[1:], shape, source.run_dir.name, ds)
+    stds = lib.block_activation_std(model, x)
+    out = Path(source.run_dir) / "inspect"
+    out.mkdir(exist_ok=True)
+    csv_path = lib.write_csv(rows, stds, out)
+    png = lib.plot_inspection(model, rows, stds, out, source.run_dir.name)
+    if first is None:
+        click.echo("note: only one checkpoint, so no sign-flip ratios")
+    else:
+        click.echo(f"sign flips measured from {Path(checkpoints[0]).name} to the final model")
+    for r in rows:
+        flips = "-" if r.sign_flip_ratio is None else f"{r.sign_flip_ratio:.3f}"
+        gain = "-" if r.gain_mean is None else f"{r.gain_mean:.3f}"
+        click.echo(f"{r.layer:<28} near-zero {r.near_zero_share:.3f}  flips {flips}  "
+                   f"gain {gain}")
+    click.echo("activation std per block: " + " ".join(f"{s:.2f}" for _, s in stds))
+    click.echo(f"wrote {png} and {csv_path}")

@@ -1,0 +1,67 @@
+"""Top-1 / top-5 of a ``.keras`` model or an LCE ``.tflite`` flatbuffer on a dataset split."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from bnn_keras.errors import BnnError
+from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among the ``k`` largest logits (ties broken by class
+    index)."""
+    k = min(k, logits.shape[-1])
+    top = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=-1)))
+
+
+def predict_tflite(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
+    """Logits of LCE's interpreter, one image at a time (LCE models have batch size 1)."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+    except Exception as err:  # noqa: BLE001
+        raise BnnError(f"LCE's interpreter cannot load the model: "
+                       f"{str(err).splitlines()[0][:200]}") from None
+    return np.concatenate([interpreter.predict(images[i:i + 1]) for i in range(len(images))])
+
+
+def evaluate(target: str, dataset: str | None = None, split: str = "test",
+             limit: int | None = None) -> dict:
+    """Evaluate a run folder, ``.keras`` or ``.tflite`` file on ``dataset``/``split``.
+
+    The dataset defaults to the run's own (digits for bare files).
+
+    Example:
+        ```python
+        evaluate("runs/reactnet_18-bf-digits")  # {'top1': ..., 'top5': ..., ...}
+        ```
+    """
+    source = resolve(target)
+    dataset = dataset or source.dataset or "digits"
+    images, labels, data_shape = split_arrays(dataset, split, limit)
+    if source.kind == "keras":
+        from bnn_keras.io import load_keras_model
+
+        model = load_keras_model(source.path)
+        check_input_shape(model.input_shape[1:], data_shape, source.path.name, dataset)
+        logits = model.predict(images, batch_size=128, verbose=0)
+    else:
+        from bnn_keras.export import read_flatbuffer
+
+        flatbuffer = read_flatbuffer(source.path)
+        from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+        shape = Interpreter(flatbuffer).input_shapes[0][1:]
+        check_input_shape(shape, data_shape, source.path.name, dataset)
+        logits = predict_tflite(flatbuffer, images)
+    logits = logits.reshape(len(images), -1)
+    return {
+        "model": str(source.path), "format": source.kind, "dataset": dataset, "split": split,
+        "samples": int(len(labels)), "top1": topk_accuracy(logits, labels, 1),
+        "top5": topk_accuracy(logits, labels, 5),
+    }
