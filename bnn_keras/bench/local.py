@@ -21,6 +21,9 @@ class Latency:
     min_ms: float
     max_ms: float
     mean_ms: float
+    std_ms: float = 0.0
+    first_ms: float | None = None
+    init_ms: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -28,26 +31,37 @@ class Latency:
 
 def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
                          warmup: int = 5, use_indirect_bgemm: bool = False,
-                         seed: int = 0) -> Latency:
+                         use_xnnpack: bool = False, seed: int = 0) -> Latency:
     """Time single-image inference (LCE models have batch size 1) with LCE's interpreter.
 
     Note: off ARM the interpreter falls back to reference kernels, so x86 figures are
     for comparing models with each other, not for predicting board latency.
+    ``use_xnnpack`` runs float ops with TFLite's XNNPACK delegate (the float baseline).
+    The first of the ``warmup`` runs is timed as ``first_ms``; ``init_ms`` is the time
+    to build the interpreter.
     """
     if threads < 1 or runs < 1 or warmup < 0:
         raise BnnError("threads and runs must be >= 1 and warmup >= 0")
     check_flatbuffer(flatbuffer)
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
+    start = time.perf_counter()
     try:
         interpreter = Interpreter(flatbuffer, num_threads=threads,
-                                  use_indirect_bgemm=use_indirect_bgemm)
+                                  use_indirect_bgemm=use_indirect_bgemm,
+                                  use_xnnpack=use_xnnpack)
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"LCE's interpreter cannot load the model: "
                        f"{str(err).splitlines()[0][:200]}") from None
     shape = interpreter.input_shapes[0]
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    for _ in range(warmup):
+    init_ms = (time.perf_counter() - start) * 1e3
+    first_ms = None
+    if warmup:
+        start = time.perf_counter()
+        interpreter.predict(x)
+        first_ms = (time.perf_counter() - start) * 1e3
+    for _ in range(max(0, warmup - 1)):
         interpreter.predict(x)
     times = []
     for _ in range(runs):
@@ -56,4 +70,4 @@ def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
         times.append((time.perf_counter() - start) * 1e3)
     t = np.asarray(times)
     return Latency(runs, threads, float(np.median(t)), float(t.min()), float(t.max()),
-                   float(t.mean()))
+                   float(t.mean()), float(t.std()), first_ms, init_ms)

@@ -1,29 +1,180 @@
-"""``bnn-keras bench``."""
+"""``bnn-keras bench``: locally with LCE's interpreter, or on a board over SSH."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import click
 
 
+def _thread_list(ctx, param, value):
+    try:
+        threads = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected thread counts like 1,4, got {value!r}") from None
+    if not threads or min(threads) < 1:
+        raise click.BadParameter(f"thread counts must be >= 1, got {value!r}")
+    return list(dict.fromkeys(threads))
+
+
+def _keras_beside(tflite: Path, explicit: str | None):
+    """The Keras model of ``tflite`` for the float baseline."""
+    from bnn_keras.errors import BnnError
+    from bnn_keras.io import load_keras_model
+
+    if explicit:
+        return load_keras_model(explicit)
+    for candidate in (tflite.with_suffix(".keras"), tflite.parent / "model.keras"):
+        if candidate.is_file():
+            return load_keras_model(candidate)
+    raise BnnError(f"--float-baseline needs the Keras model of {tflite}: no "
+                   f"{tflite.with_suffix('.keras').name} or model.keras beside it "
+                   "(pass --keras PATH)")
+
+
 @click.command()
-@click.argument("model_path", type=click.Path(dir_okay=False))
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.argument("model_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--threads", callback=_thread_list, default="1", show_default=True,
+              help="Thread counts, comma-separated (e.g. 1,4): one measurement each.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--indirect-bgemm", is_flag=True, help="Use LCE's indirect BGEMM kernels.")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(model_path, threads, runs, warmup, indirect_bgemm, as_json) -> None:
-    """Local latency of MODEL_PATH (.tflite) with LCE's interpreter (batch size 1)."""
-    from bnn_keras.bench import benchmark_flatbuffer
+@click.option("--float-baseline", is_flag=True,
+              help="Also time the same architecture as a float TFLite model with XNNPACK "
+                   "(needs the .keras beside the .tflite, or --keras) and show the ratios.")
+@click.option("--keras", "keras_path", type=click.Path(dir_okay=False), default=None,
+              help="The Keras model for --float-baseline (with a single MODEL_PATH).")
+@click.option("--ssh", "ssh_target", default=None, metavar="USER@HOST",
+              help="Benchmark on this board with lce_benchmark_model instead of locally.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True)
+@click.option("--identity", type=click.Path(dir_okay=False), default=None,
+              help="SSH private key (ssh -i).")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
+              help="known_hosts file to use (new host keys are accepted and recorded).")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="Extra ssh -o option (repeatable).")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=10.0,
+              show_default=True, help="Seconds to wait for the SSH connection.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds allowed for each remote benchmark run.")
+@click.option("--binary", default=None, metavar="PATH",
+              help="The benchmark tool on the board [lce_benchmark_model on PATH].")
+@click.option("--runner", type=click.Choice(["auto", "binary", "python"]), default="auto",
+              show_default=True,
+              help="auto: the binary, else the board-side Python runner (LCE's interpreter).")
+@click.option("--python", "python", default="python3", show_default=True,
+              help="The board's Python for the Python runner.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: one object for one measurement, else a list.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a latency-versus-accuracy plot (accuracies from run folders).")
+def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, keras_path,
+          ssh_target, port, identity, known_hosts, ssh_options, connect_timeout, timeout,
+          binary, runner, python, as_json, as_csv, plot) -> None:
+    """Latency of MODEL_PATHS (.tflite, batch size 1).
+
+    Locally with LCE's interpreter; with --ssh on the board: each model is copied there,
+    measured with lce_benchmark_model (or, failing that, deploy/lce_bench_runner.py on
+    the board's Python with the LCE wheel) and the output parsed into a table.
+    """
+    from bnn_keras.bench.table import format_table, known_accuracy, plot_latency_accuracy
     from bnn_keras.export import read_flatbuffer
 
-    latency = benchmark_flatbuffer(read_flatbuffer(model_path), threads=threads, runs=runs,
-                                   warmup=warmup, use_indirect_bgemm=indirect_bgemm)
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    if keras_path and (len(model_paths) > 1 or not float_baseline):
+        raise click.UsageError("--keras goes with --float-baseline and a single MODEL_PATH")
+    if not ssh_target:
+        for name, value in (("--binary", binary), ("--identity", identity),
+                            ("--known-hosts", known_hosts)):
+            if value:
+                raise click.UsageError(f"{name} needs --ssh")
+    sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
+
+    with tempfile.TemporaryDirectory(prefix="bnn-keras-bench-") as tmp:
+        floats = {}
+        if float_baseline:
+            from bnn_keras.bench.float_baseline import float_flatbuffer
+
+            for i, path in enumerate(model_paths):
+                fb = float_flatbuffer(_keras_beside(Path(path), keras_path))
+                floats[path] = Path(tmp) / f"float-{i}.tflite"
+                floats[path].write_bytes(fb)
+        if ssh_target:
+            rows = _remote_rows(model_paths, sizes, floats, threads, runs, warmup,
+                                indirect_bgemm, ssh_target, port, identity, known_hosts,
+                                ssh_options, connect_timeout, timeout, binary, runner, python)
+        else:
+            rows = _local_rows(model_paths, sizes, floats, threads, runs, warmup,
+                               indirect_bgemm)
+    for row in rows:
+        row.accuracy = known_accuracy(row.model)
+
     if as_json:
-        click.echo(json.dumps({"model": model_path, **latency.as_dict()}, indent=2))
-        return
-    click.echo(f"{model_path}: {runs} runs, {threads} thread(s), {warmup} warm-up")
-    click.echo(f"median {latency.median_ms:.2f} ms   min {latency.min_ms:.2f} ms   "
-               f"max {latency.max_ms:.2f} ms")
+        data = [row.as_dict() for row in rows]
+        click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    elif as_csv:
+        from bnn_keras.bench.table import to_csv
+
+        click.echo(to_csv(rows), nl=False)
+    else:
+        where = ssh_target or "this machine (LCE interpreter; off ARM, reference kernels)"
+        click.echo(f"{len(model_paths)} model(s) on {where}: {runs} runs, {warmup} warm-up, "
+                   f"threads {','.join(map(str, threads))}")
+        click.echo(format_table(rows))
+    if plot:
+        if plot_latency_accuracy(rows, plot):
+            if not (as_json or as_csv):
+                click.echo(f"plot: {plot}")
+        else:
+            click.echo("warning: no accuracy known for these models (no run folder "
+                       "metrics.json or .report.json beside them): no plot written", err=True)
+
+
+def _local_rows(model_paths, sizes, floats, threads, runs, warmup, indirect_bgemm):
+    from bnn_keras.bench import benchmark_flatbuffer
+    from bnn_keras.bench.table import row_from_latency
+    from bnn_keras.export import read_flatbuffer
+
+    rows = []
+    for path in model_paths:
+        flatbuffer = read_flatbuffer(path)
+        for n in threads:
+            latency = benchmark_flatbuffer(flatbuffer, threads=n, runs=runs, warmup=warmup,
+                                           use_indirect_bgemm=indirect_bgemm)
+            row = row_from_latency(path, latency, size_bytes=sizes[path])
+            if path in floats:
+                fb = floats[path].read_bytes()
+                base = benchmark_flatbuffer(fb, threads=n, runs=runs, warmup=warmup,
+                                            use_xnnpack=True)
+                row.float_avg_ms, row.float_size_bytes = base.mean_ms, len(fb)
+            rows.append(row)
+    return rows
+
+
+def _remote_rows(model_paths, sizes, floats, threads, runs, warmup, indirect_bgemm,
+                 ssh_target, port, identity, known_hosts, ssh_options, connect_timeout,
+                 timeout, binary, runner, python):
+    from bnn_keras.bench.ssh import SshTarget, benchmark_over_ssh
+    from bnn_keras.bench.table import row_from_output
+
+    target = SshTarget.parse(ssh_target, port=port, identity=identity,
+                             known_hosts=known_hosts, connect_timeout=connect_timeout,
+                             options=list(ssh_options))
+    results = benchmark_over_ssh(target, model_paths, threads=threads, runs=runs,
+                                 warmup=warmup, use_indirect_bgemm=indirect_bgemm,
+                                 binary=binary, python=python, runner=runner,
+                                 float_models={str(k): v for k, v in floats.items()},
+                                 timeout=timeout)
+    rows = []
+    for result in results:
+        row = row_from_output(result.model, target.destination, result.runner, result.threads,
+                              result.output, size_bytes=sizes[result.model])
+        if result.float_output is not None:
+            row.float_avg_ms = result.float_output.inference_avg_us * 1e-3
+            row.float_size_bytes = floats[result.model].stat().st_size
+        rows.append(row)
+    return rows

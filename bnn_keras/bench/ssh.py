@@ -1,0 +1,270 @@
+"""Benchmarks on a board over SSH, with the system ``ssh`` and ``scp``.
+
+Every remote command is a list of arguments joined with :func:`shlex.join`, so that
+each argument reaches the remote shell as one single-quoted word: no path or option
+value can inject a command. Models are copied under fixed names (``model-0.tflite``,
+...) into a directory made by ``mktemp -d`` on the board and removed afterwards, so
+local file names never reach the remote shell at all.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
+from bnn_keras.errors import BnnError
+
+DEFAULT_BINARY = "lce_benchmark_model"
+RUNNER_SCRIPT = Path(__file__).resolve().with_name("board_runner.py")
+_TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._:%\[\]-]+)$")
+_SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
+
+
+def runner_script() -> Path:
+    """The board-side Python runner (``deploy/lce_bench_runner.py`` links to it)."""
+    if RUNNER_SCRIPT.is_file():
+        return RUNNER_SCRIPT
+    raise BnnError(f"the board-side runner {RUNNER_SCRIPT} is missing (broken install?)")
+
+
+@dataclass
+class SshTarget:
+    """Where and how to reach the board."""
+
+    host: str
+    user: str | None = None
+    port: int = 22
+    identity: str | None = None
+    known_hosts: str | None = None
+    connect_timeout: float = 10.0
+    options: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, spec: str, **kwargs) -> SshTarget:
+        """``USER@HOST`` or ``HOST`` (an IPv6 address in brackets or bare)."""
+        m = _TARGET.match(spec.strip())
+        if not m or m.group("host").startswith("-"):
+            raise BnnError(f"bad SSH target {spec!r}: expected USER@HOST or HOST")
+        return cls(host=m.group("host").strip("[]"), user=m.group("user"), **kwargs)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    @property
+    def scp_host(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}" if self.user else host
+
+    def common_options(self) -> list[str]:
+        """Options shared by ``ssh`` and ``scp``: never prompt, bounded connect time."""
+        opts = ["-o", "BatchMode=yes",
+                "-o", f"ConnectTimeout={max(1, int(round(self.connect_timeout)))}",
+                "-o", "StrictHostKeyChecking=accept-new",
+                "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
+                "-o", "LogLevel=ERROR"]
+        if self.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self.identity:
+            opts += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+        for option in self.options:
+            opts += ["-o", option]
+        return opts
+
+    def ssh_argv(self, remote: Sequence[str]) -> list[str]:
+        """``ssh`` arguments running ``remote`` (an argument list, each word quoted)."""
+        return ["ssh", "-T", "-p", str(self.port), *self.common_options(), "--",
+                self.destination, shlex.join(remote)]
+
+    def scp_argv(self, local: Path, remote_path: str) -> list[str]:
+        """``scp`` arguments copying ``local`` to ``remote_path`` on the board."""
+        # An absolute local path: scp never mistakes it for HOST:PATH.
+        return ["scp", "-q", "-P", str(self.port), *self.common_options(), "--",
+                str(local.resolve()), f"{self.scp_host}:{remote_path}"]
+
+
+def _run(argv: list[str], timeout: float, what: str, target: SshTarget,
+         ) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, errors="replace", timeout=timeout)
+    except FileNotFoundError:
+        raise BnnError(f"'{argv[0]}' is not installed here (install openssh-client)") from None
+    except subprocess.TimeoutExpired:
+        raise BnnError(f"{what} on {target.destination} timed out after {timeout:.0f} s"
+                       ) from None
+    if proc.returncode == 255:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else "ssh exited with status 255"
+        raise BnnError(f"cannot reach {target.destination} port {target.port} over SSH: "
+                       f"{reason[:200]}")
+    return proc
+
+
+@dataclass
+class RemoteRun:
+    """One model at one thread count on the board."""
+
+    model: str
+    threads: int
+    runner: str
+    output: BenchmarkOutput
+    raw: str
+    float_output: BenchmarkOutput | None = None
+
+
+class RemoteSession:
+    """A scratch directory on the board; use as a context manager (removed on exit)."""
+
+    def __init__(self, target: SshTarget, *, timeout: float = 600.0):
+        self.target = target
+        self.timeout = timeout
+        self.remote_dir: str | None = None
+
+    def run(self, remote: Sequence[str], *, timeout: float | None = None,
+            what: str = "remote command") -> subprocess.CompletedProcess:
+        """Run the argument list ``remote`` on the board."""
+        return _run(self.target.ssh_argv(remote), timeout or self.timeout, what, self.target)
+
+    def __enter__(self) -> RemoteSession:
+        budget = self.target.connect_timeout + 30
+        proc = self.run(["mktemp", "-d", "/tmp/bnn-keras.XXXXXXXX"], timeout=budget,
+                        what="connecting")
+        path = proc.stdout.strip()
+        if proc.returncode != 0 or not _SAFE_REMOTE_DIR.match(path):
+            err = (proc.stderr.strip().splitlines() or [path or "no output"])[-1]
+            raise BnnError(f"cannot create a scratch directory on {self.target.destination}: "
+                           f"{err[:200]}")
+        self.remote_dir = path
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.remote_dir:
+            try:
+                self.run(["rm", "-rf", "--", self.remote_dir], timeout=60, what="cleaning up")
+            except BnnError:
+                pass
+            self.remote_dir = None
+
+    def copy(self, local: str | Path, name: str) -> str:
+        """Copy ``local`` into the scratch directory as ``name``; the remote path."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ValueError(f"unsafe remote name {name!r}")
+        remote = f"{self.remote_dir}/{name}"
+        proc = _run(self.target.scp_argv(Path(local), remote), self.timeout, "copying",
+                    self.target)
+        if proc.returncode != 0:
+            err = (proc.stderr.strip().splitlines() or ["scp failed"])[-1]
+            raise BnnError(f"cannot copy {local} to {self.target.destination}: {err[:200]}")
+        return remote
+
+    def find_runner(self, binary: str | None, python: str, runner: str) -> tuple[str, list[str]]:
+        """Which benchmark tool the board has: ``("binary", argv0)`` or ``("python", argv0)``.
+
+        ``runner`` is ``auto`` (the binary, else the Python runner), ``binary`` or
+        ``python``.
+        """
+        tool = binary or DEFAULT_BINARY
+        # `command -v` finds names on PATH; a path must be an executable file.
+        probe_tool = (f"[ -f {shlex.quote(tool)} ] && [ -x {shlex.quote(tool)} ]" if "/" in tool
+                      else f"command -v {shlex.quote(tool)} >/dev/null 2>&1")
+        check = ("import importlib.util as u, sys; "
+                 "sys.exit(not all(map(u.find_spec, ('larq_compute_engine', 'numpy'))))")
+        probe_py = f"{shlex.quote(python)} -c {shlex.quote(check)} >/dev/null 2>&1"
+        script = (f"if {probe_tool}; then echo binary; fi; "
+                  f"if {probe_py}; then echo python; fi; echo done")
+        proc = self.run(["sh", "-c", script], timeout=self.target.connect_timeout + 60,
+                        what="probing the board")
+        found = set(proc.stdout.split())
+        if "done" not in found:
+            raise BnnError(f"cannot probe {self.target.destination}: "
+                           f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}")
+        where = self.target.destination
+        if runner in ("auto", "binary") and "binary" in found:
+            return "binary", [tool]
+        if runner == "binary":
+            raise BnnError(f"{where} has no benchmark tool: {tool!r} is not "
+                           f"{'an executable file' if '/' in tool else 'on PATH'} "
+                           "(see deploy/README.md, or pass --binary PATH)")
+        if "python" in found:
+            remote = self.copy(runner_script(), "lce_bench_runner.py")
+            return "python", [python, remote]
+        if runner == "python":
+            raise BnnError(f"{where} has no Python with larq_compute_engine and numpy "
+                           f"({python!r}; see deploy/README.md)")
+        raise BnnError(f"{where} has no benchmark tool: {tool!r} is not "
+                       f"{'an executable file' if '/' in tool else 'on PATH'} and "
+                       f"{python!r} cannot import larq_compute_engine (see deploy/README.md, "
+                       "or pass --binary PATH)")
+
+
+def benchmark_over_ssh(target: SshTarget, models: Sequence[str | Path], *,
+                       threads: Sequence[int] = (1,), runs: int = 50, warmup: int = 5,
+                       use_indirect_bgemm: bool = False, binary: str | None = None,
+                       python: str = "python3", runner: str = "auto",
+                       float_models: Mapping[str, str | Path] | None = None,
+                       timeout: float = 600.0) -> list[RemoteRun]:
+    """Copy each model to the board, run the benchmark tool there for each thread count
+    and parse its output.
+
+    Args:
+        target: the board.
+        models: local ``.tflite`` files (checked before anything is copied).
+        threads: thread counts, one run each.
+        runs, warmup: ``--num_runs`` and ``--warmup_runs`` of the tool.
+        use_indirect_bgemm: ``--use_indirect_bgemm=true``.
+        binary: the tool on the board (a name on PATH or a path) [lce_benchmark_model].
+        python: the board's Python for the fallback runner (``deploy/lce_bench_runner.py``).
+        runner: ``auto``, ``binary`` or ``python``.
+        float_models: ``str(model)`` -> its float-baseline ``.tflite``, run with
+            ``--use_xnnpack=true`` at the same thread counts.
+        timeout: seconds allowed for each remote run.
+    """
+    from bnn_keras.export import read_flatbuffer
+
+    if runner not in ("auto", "binary", "python"):
+        raise BnnError(f"runner must be auto, binary or python, got {runner!r}")
+    float_models = dict(float_models or {})
+    for model in [*models, *float_models.values()]:
+        read_flatbuffer(model)  # a missing or non-model file fails here, not on the board
+    results: list[RemoteRun] = []
+    with RemoteSession(target, timeout=timeout) as session:
+        kind, tool = session.find_runner(binary, python, runner)
+        label = "lce_benchmark_model" if kind == "binary" else "python-runner"
+
+        def measure(model, remote: str, n: int, xnnpack: bool) -> tuple[BenchmarkOutput, str]:
+            argv = [*tool, f"--graph={remote}", f"--num_threads={n}",
+                    f"--num_runs={runs}", f"--warmup_runs={warmup}",
+                    f"--use_indirect_bgemm={'true' if use_indirect_bgemm else 'false'}"]
+            if xnnpack:
+                argv.append("--use_xnnpack=true")
+            proc = session.run(argv, what=f"benchmarking {model}")
+            text = proc.stdout + "\n" + proc.stderr
+            try:
+                output = parse_benchmark_output(text)
+            except BnnError as err:
+                status = f" (exit status {proc.returncode})" if proc.returncode else ""
+                raise BnnError(f"{model} on {target.destination}{status}: {err}") from None
+            if proc.returncode != 0:
+                raise BnnError(f"{model} on {target.destination}: the benchmark tool exited "
+                               f"with status {proc.returncode}")
+            return output, text
+
+        for index, model in enumerate(models):
+            remote = session.copy(model, f"model-{index}.tflite")
+            float_remote = None
+            if str(model) in float_models:
+                float_remote = session.copy(float_models[str(model)], f"float-{index}.tflite")
+            for n in threads:
+                output, text = measure(model, remote, n, False)
+                run = RemoteRun(str(model), n, label, output, text)
+                if float_remote:
+                    run.float_output, _ = measure(f"{model} (float baseline)", float_remote,
+                                                  n, True)
+                results.append(run)
+    return results

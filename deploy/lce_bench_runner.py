@@ -1,0 +1,1 @@
+../bnn_keras/bench/board_runner.py
