@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
+
+
+def _int8_range(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected MIN,MAX (two numbers), got {value!r}") from None
+    if not low < high:
+        raise click.BadParameter(f"MIN must be below MAX, got {value!r}")
+    return low, high
 
 
 @click.command()
@@ -14,22 +27,48 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output .tflite [default: MODEL with .tflite suffix].")
 @click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Random inputs on which the flatbuffer is checked against Keras.")
+              help="Random inputs on which the flatbuffer is checked against Keras "
+                   "(without --dataset).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Lowest acceptable top-1 agreement between LCE and Keras.")
+@click.option("--dataset", default=None,
+              help="Check on this dataset's split: the .tflite accuracy beside the Keras "
+                   "accuracy, and the agreement on its images (e.g. digits).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test",
+              show_default=True, help="The split --dataset checks on.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Use at most this many images of the split [default: all].")
+@click.option("--int8-range", callback=_int8_range, default=None, metavar="MIN,MAX",
+              help="LCE's experimental default int8 range (dummy quantization of every "
+                   "tensor without a range; for latency studies, accuracy is lost). The "
+                   "agreement is reported, not enforced.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="The JSON report [default: OUTPUT with .report.json suffix].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def export(model_path, output, samples, min_agreement, as_json) -> None:
-    """Convert MODEL_PATH (.keras) to an LCE .tflite flatbuffer and verify it.
+def export(model_path, output, samples, min_agreement, dataset, split, max_samples,
+           int8_range, report_path, as_json) -> None:
+    """Convert MODEL_PATH (.keras) to an LCE .tflite flatbuffer, verify it and write a
+    JSON report beside it (ops by type, binary-MAC share, size against the ideal size,
+    agreement and dataset figures).
 
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export import export_model
+    from bnn_keras.export.report import INT8_WARNING, export_with_report
     from bnn_keras.io import load_keras_model
 
     model = load_keras_model(model_path)
     output = output or str(Path(model_path).with_suffix(".tflite"))
-    report = export_model(model, output, num_samples=samples, min_agreement=min_agreement)
+    if int8_range:
+        click.echo(f"warning: {INT8_WARNING}", err=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="--int8-range", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*experimental_default_int8_range",
+                                category=UserWarning)  # LCE's own; ours is printed above
+        report = export_with_report(model, output, report_path=report_path,
+                                    int8_range=int8_range, dataset=dataset, split=split,
+                                    max_samples=max_samples, num_samples=samples,
+                                    min_agreement=min_agreement)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         click.echo(f"error: export check failed: {'; '.join(report.problems)}", err=True)

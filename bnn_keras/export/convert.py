@@ -108,14 +108,16 @@ class ExportReport:
 
 def export_model(model: keras.Model, output: str | os.PathLike,
                  sample_inputs: np.ndarray | None = None, *, num_samples: int = 32,
-                 min_agreement: float = 0.99, seed: int = 0) -> ExportReport:
+                 min_agreement: float = 0.99, seed: int = 0,
+                 lce_kwargs: dict | None = None) -> ExportReport:
     """Convert ``model``, write the flatbuffer atomically and check it.
 
     Checks that every binary conv became ``LceBconv2d`` and that LCE's interpreter
     agrees with Keras on ``sample_inputs`` (standard-normal inputs when ``None``).
     Problems are listed in the report, not raised; the file is written either way.
+    ``lce_kwargs`` go to ``convert_keras_model`` (e.g. ``experimental_default_int8_range``).
     """
-    flatbuffer = convert(model)
+    flatbuffer = convert(model, **(lce_kwargs or {}))
     path = atomic_write_bytes(output, flatbuffer)
     counts = op_counts(flatbuffer)
     report = ExportReport(

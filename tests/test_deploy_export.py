@@ -1,0 +1,93 @@
+"""`bnn-keras export`: the JSON report, the dataset-split check and --int8-range."""
+
+import json
+
+import pytest
+
+from bnn_keras.cli import main
+
+
+def run_main(args, capsys):
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    """A small larq net on digits' input shape (32, 32, 3), 10 classes, briefly fitted."""
+    import larq as lq
+    import tf_keras as keras
+
+    from bnn_keras import data
+
+    x_train, y_train, _, _ = data.digits_arrays()
+    x = keras.Input((32, 32, 3))
+    y = keras.layers.Conv2D(16, 3, strides=2, padding="same")(x)
+    y = keras.layers.BatchNormalization()(y)
+    for _ in range(2):
+        y = lq.layers.QuantConv2D(16, 3, padding="same", pad_values=1.0,
+                                  input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                                  kernel_constraint="weight_clip", use_bias=False)(y)
+        y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(y))
+    model = keras.Model(x, y)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train[:512], y_train[:512], epochs=2, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("export") / "small.keras"
+    model.save(path)
+    return path
+
+
+def test_report_beside_the_tflite_with_dataset_check(small_keras, tmp_path, capsys):
+    out_path = tmp_path / "deploy" / "small.tflite"
+    code, out, err = run_main(["export", small_keras, "-o", out_path, "--dataset", "digits",
+                               "--max-samples", "96"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "deploy" / "small.report.json").read_text())
+    assert report["ops"]["LceBconv2d"] == 2 and report["all_lowered"]
+    assert report["ops_total"] == sum(report["ops"].values())
+    assert 0.5 < report["binary_mac_share"] < 1 and report["binary_macs"] > 0
+    size = report["size"]
+    assert size["binary_params"] == 2 * 3 * 3 * 16 * 16 and size["other_param_bytes"] == 4
+    assert size["ideal_bytes"] == size["binary_params"] / 8 + 4 * size["other_params"]
+    assert report["size_over_ideal"] == pytest.approx(out_path.stat().st_size
+                                                      / size["ideal_bytes"])
+    check = report["split_check"]
+    assert check["dataset"] == "digits" and check["split"] == "test" and check["samples"] == 96
+    assert check["top1_agreement"] >= 0.99
+    assert abs(check["tflite_accuracy"] - check["keras_accuracy"]) <= 0.02
+    assert report["agreement"]["samples"] == 96 and report["agreement_enforced"]
+    assert "binary MACs:" in out and "x the ideal" in out and "tflite accuracy" in out
+    assert "small.report.json" in out
+
+
+def test_int8_range_warns_and_does_not_enforce_agreement(small_keras, tmp_path, capsys):
+    out_path = tmp_path / "int8.tflite"
+    report_path = tmp_path / "reports" / "int8.json"
+    code, out, err = run_main(["export", small_keras, "-o", out_path, "--int8-range", "-3,3",
+                               "--samples", "8", "--report", report_path, "--json"], capsys)
+    assert code == 0, err
+    assert err.startswith("warning: --int8-range") and "latency studies only" in err
+    printed = json.loads(out)
+    report = json.loads(report_path.read_text())
+    assert printed == report
+    assert report["int8_range"] == [-3.0, 3.0] and not report["agreement_enforced"]
+    assert report["size"]["other_param_bytes"] == 1
+    assert report["ops"]["LceBconv2d"] == 2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--int8-range", "3,-3"], "--int8-range"),
+    (["--int8-range", "abc"], "MIN,MAX"),
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+])
+def test_bad_export_options(args, needle, small_keras, tmp_path, capsys):
+    code, _, err = run_main(["export", small_keras, "-o", tmp_path / "m.tflite", *args], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
