@@ -1,4 +1,4 @@
-"""``bnn-keras train``."""
+"""``bnn-keras train``: flags, or a recipe (``--recipe FILE``) with any value overridden."""
 
 from __future__ import annotations
 
@@ -6,54 +6,132 @@ import json
 
 import click
 
-from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.config import (
+    AUGMENTS,
+    KD_WEIGHTINGS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+)
 
 _D = TrainConfig.__dataclass_fields__
 
 
+def _d(name: str) -> str:
+    return f"[default: {_D[name].default}]"
+
+
+def _csv_list(ctx, param, value):
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _int_list(ctx, param, value):
+    items = _csv_list(ctx, param, value)
+    if items is None:
+        return None
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+_NONNEG = click.FloatRange(min=0)
+
+
 @click.command()
-@click.option("--model", default=_D["model"].default, show_default=True,
-              help="Registered model name (see `bnn-keras models`).")
-@click.option("--variant", default=_D["variant"].default, show_default=True,
-              help="bn, bf (BN-free) or none.")
-@click.option("--dataset", default=_D["dataset"].default, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help=f"[default: {_D['epochs'].default}]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_D["batch_size"].default,
-              show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=_D["learning_rate"].default, show_default=True,
-              help="Peak learning rate of Adam (decays linearly to 0).")
-@click.option("--agc-clip", type=click.FloatRange(min=0), default=_D["agc_clip"].default,
-              show_default=True, help="Adaptive gradient clipping factor; 0 turns AGC off.")
-@click.option("--output", default=_D["output"].default, show_default=True,
-              type=click.Path(file_okay=False), help="Folder holding run folders.")
-@click.option("--name", default="", help="Run name [default: MODEL-VARIANT-DATASET].")
-@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--recipe", type=click.Path(dir_okay=False),
+              help="A recipe JSON (zoo/recipes/...); every flag given overrides its value.")
+@click.option("--stage", type=click.IntRange(0, 2), default=None,
+              help="Two-step training: 1 = binary activations, real weights; 2 = both "
+                   "binary, from --init-from. 0 = single stage. [default: 0]")
+@click.option("--init-from", "init_from", default=None,
+              help="Stage 2: the stage-1 run folder (or a .keras file) to start from.")
+@click.option("--init-skip", "init_skip", default=None, callback=_csv_list,
+              help="Comma-separated layer-name regexes that may keep fresh weights.")
+@click.option("--model", default=None, help=f"Registered model name (see `bnn-keras models`). "
+                                            f"{_d('model')}")
+@click.option("--variant", default=None, help=f"bn, bf (BN-free) or none. {_d('variant')}")
+@click.option("--dataset", default=None,
+              help="digits, cifar10, cifar100, imagenet2012, imagenette or folder:PATH "
+                   f"(PATH/train/<class>/, PATH/val/<class>/). {_d('dataset')}")
+@click.option("--data-dir", "data_dir", default=None,
+              help="tensorflow-datasets data folder [default: ~/tensorflow_datasets].")
+@click.option("--manual-dir", "manual_dir", default=None,
+              help="Folder holding the ImageNet archives (tfds manual download).")
+@click.option("--image-size", "image_size", type=click.IntRange(min=0), default=None,
+              help="Input size; 0 is the dataset's own (32 for CIFAR, 224 for ImageNet).")
+@click.option("--augment", type=click.Choice(AUGMENTS), default=None,
+              help=f"Training augmentation; randaugment adds RandAugment. {_d('augment')}")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=_d("epochs"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=_d("batch_size"))
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Peak learning rate. {_d('learning_rate')}")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help=f"adam (L2 weight decay) or adamw (decoupled). {_d('optimizer')}")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help=f"linear decay to 0, cosine (after warm-up) or constant. {_d('schedule')}")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
+              help=_d("warmup_epochs"))
+@click.option("--warmup-lr", type=_NONNEG, default=None,
+              help=f"Learning rate the warm-up starts from. {_d('warmup_lr')}")
+@click.option("--min-lr", type=_NONNEG, default=None, help=_d("min_lr"))
+@click.option("--weight-decay", type=_NONNEG, default=None,
+              help=f"Weight decay of every variable but conv kernels. {_d('weight_decay')}")
+@click.option("--kernel-weight-decay", type=_NONNEG, default=None,
+              help=f"Weight decay of conv kernels (4-D weights). {_d('kernel_weight_decay')}")
+@click.option("--agc-clip", type=_NONNEG, default=None,
+              help=f"Adaptive gradient clipping factor; 0 turns AGC off. {_d('agc_clip')}")
+@click.option("--grad-clip-norm", type=_NONNEG, default=None,
+              help=f"Clip gradients to this global norm; 0 is off. {_d('grad_clip_norm')}")
+@click.option("--ste-clip", type=_NONNEG, default=None,
+              help="Activation binariser ste_sign(clip_value); 0 keeps the model's own.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1), default=None,
+              help=_d("label_smoothing"))
+@click.option("--teacher", default=None,
+              help="Distil from a teacher: a .keras file, a run folder, keras:NAME or "
+                   "larq_zoo:NAME. Replaces the label loss.")
+@click.option("--assistants", default=None, callback=_csv_list,
+              help="BNext's consecutive KD: comma-separated assistant teachers, switched "
+                   "during the run, each used beside --teacher.")
+@click.option("--assistant-epochs", default=None, callback=_int_list,
+              help="First epoch of each assistant (comma-separated) [default: even split].")
+@click.option("--kd-weighting", type=click.Choice(KD_WEIGHTINGS), default=None,
+              help=f"Per-sample teacher weighting. {_d('kd_weighting')}")
+@click.option("--output", default=None, type=click.Path(file_okay=False),
+              help=f"Folder holding run folders. {_d('output')}")
+@click.option("--name", default=None, help="Run name [default: MODEL-VARIANT-DATASET].")
+@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
               help="Training steps per epoch; 0 is one pass over the training split.")
-@click.option("--seed", type=int, default=_D["seed"].default, show_default=True)
+@click.option("--seed", type=int, default=None, help=_d("seed"))
 @click.option("--resume", is_flag=True,
               help="Continue the latest run of this name from its last checkpoint.")
 @click.option("--no-export", is_flag=True, help="Skip the LCE export at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(model, variant, dataset, epochs, batch_size, learning_rate, agc_clip, output, name,
-          steps_per_epoch, seed, resume, no_export, quiet) -> None:
-    """Train a model and write runs/NAME/ (config, checkpoints, .keras, metrics, .tflite)."""
+def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
+    """Train a model and write runs/NAME/ (config, checkpoints, curves, TensorBoard logs,
+    .keras, metrics, .tflite)."""
     from bnn_keras import data, models
+    from bnn_keras.training.recipes import load_recipe
     from bnn_keras.training.run import train as run_training
 
+    values = load_recipe(recipe, stage) if recipe else {}
+    if stage is not None:
+        values["stage"] = stage
+    values.update({k: v for k, v in flags.items() if v is not None})
+    model = values.get("model", _D["model"].default)
+    variant = values.get("variant", _D["variant"].default)
+    dataset = values.get("dataset", _D["dataset"].default)
     entry = models.get(model)  # fail fast on bad names, before any TensorFlow work
     if variant not in entry.variants:
         models.create(model, variant)  # raises the one-line error naming the variants
-    if dataset not in data.names():
+    if not data.is_known(dataset):
         data.load(dataset)  # likewise
     if resume:
-        config = _resume_config(model, variant, dataset, epochs, output, name)
+        config = _resume_config(values)
     else:
-        config = TrainConfig(model=model, variant=variant, dataset=dataset,
-                             epochs=epochs or _D["epochs"].default, batch_size=batch_size,
-                             learning_rate=learning_rate, agc_clip=agc_clip, output=output,
-                             name=name, seed=seed, steps_per_epoch=steps_per_epoch)
+        config = TrainConfig.from_dict(values)
     result = run_training(config, resume=resume, verbose=0 if quiet else 1,
                           export=not no_export)
     m = result.metrics
@@ -68,9 +146,17 @@ def train(model, variant, dataset, epochs, batch_size, learning_rate, agc_clip, 
     click.echo(json.dumps({k: m[k] for k in ("train_accuracy", "test_accuracy")}))
 
 
-def _resume_config(model, variant, dataset, epochs, output, name) -> TrainConfig:
-    """A config that only names the run to resume; the stored config wins."""
-    config = TrainConfig(model=model, variant=variant, dataset=dataset, output=output,
-                         name=name)
-    config.epochs = epochs or 0
+def _resume_config(values: dict) -> TrainConfig:
+    """A config that only names the run to resume; the stored config wins (except a larger
+    ``--epochs``)."""
+    keep = {k: values[k] for k in ("model", "variant", "dataset", "output", "name", "stage")
+            if k in values}
+    keep["stage"] = 0  # only names the run; the stored config (with init_from) wins
+    config = TrainConfig.from_dict(keep)
+    if not values.get("name"):
+        from bnn_keras.training.config import default_run_name
+
+        config.name = default_run_name(config.model, config.variant, config.dataset,
+                                       values.get("stage", 0) or 0)
+    config.epochs = values.get("epochs") or 0
     return config

@@ -13,6 +13,8 @@ class Dataset:
 
     ``train`` is shuffled each epoch (with ``seed``), batched and prefetched; ``test``
     is batched in a fixed order. Images are float32, normalised; labels are int32.
+    ``mean`` / ``std`` are the per-channel statistics (pixels scaled to [0, 1]) used to
+    normalise, so a teacher that wants raw pixels can undo it.
     """
 
     name: str
@@ -23,3 +25,5 @@ class Dataset:
     train_size: int
     test_size: int
     class_names: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()  # per-channel mean the images were normalised with (0-1 scale)
+    std: tuple[float, ...] = ()  # likewise the std; () when not a per-channel normalisation

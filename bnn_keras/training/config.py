@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bnn_keras.errors import BnnError
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("linear", "cosine", "constant")
+KD_WEIGHTINGS = ("softmax_ce", "uniform")
+AUGMENTS = ("default", "randaugment", "none")
+
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run. Defaults train the BN-free ReActNet-18 on digits."""
+    """Everything that defines a run. Defaults train the BN-free ReActNet-18 on digits.
+
+    Optimiser (see :mod:`bnn_keras.training.optim`): ``optimizer`` ``adam`` adds
+    ``weight_decay`` / ``kernel_weight_decay`` to the gradient (L2, as ``torch.optim.Adam``
+    does), ``adamw`` decays the weights directly (decoupled, ``torch.optim.AdamW``).
+    ``kernel_weight_decay`` applies to conv kernels (every 4-D weight: binary and real
+    convs), ``weight_decay`` to every other variable. ``schedule``: ``linear`` decay to 0,
+    ``cosine`` to ``min_lr`` after ``warmup_epochs`` of linear warm-up from ``warmup_lr``,
+    or ``constant``. Clipping: ``agc_clip`` (adaptive, BN-free BNN) then
+    ``grad_clip_norm`` (global norm, BNext); 0 turns either off.
+
+    ``ste_clip`` > 0 replaces the activation binariser of every binary conv by
+    ``ste_sign(clip_value=ste_clip)``; 0 keeps the model's own (``approx_sign``).
+
+    Two-step training: ``stage`` 1 trains binary activations with real-valued weights,
+    ``stage`` 2 binarises both and starts from ``init_from`` (a stage-1 run folder or
+    ``.keras`` file); ``init_skip`` names layers allowed to keep their fresh initial
+    weights. ``stage`` 0 is ordinary single-stage training.
+
+    Distillation: ``teacher`` (a ``.keras`` file, a run folder, ``keras:ResNet50`` or
+    ``larq_zoo:QuickNetLarge``) replaces the label loss by the distributional loss;
+    ``assistants`` (BNext's consecutive KD) are switched at ``assistant_epochs``.
+    """
 
     model: str = "reactnet_18"
     variant: str = "bf"
@@ -24,6 +51,35 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: one full pass over the training split
     output: str = "runs"
     name: str = ""
+    # data
+    data_dir: str = ""
+    manual_dir: str = ""
+    image_size: int = 0  # 0: the dataset's own size
+    augment: str = "default"
+    randaugment_layers: int = 2
+    randaugment_magnitude: float = 7.0
+    randaugment_magnitude_std: float = 0.5
+    # optimiser and schedule
+    optimizer: str = "adam"
+    schedule: str = "linear"
+    warmup_epochs: int = 0
+    warmup_lr: float = 0.0
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    kernel_weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+    ste_clip: float = 0.0
+    label_smoothing: float = 0.0
+    # two-step training
+    stage: int = 0
+    init_from: str = ""
+    init_skip: list[str] = field(default_factory=list)
+    # distillation
+    teacher: str = ""
+    assistants: list[str] = field(default_factory=list)
+    assistant_epochs: list[int] = field(default_factory=list)
+    kd_weighting: str = "softmax_ce"
+    recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -36,15 +92,46 @@ class TrainConfig:
             raise BnnError(f"AGC clip factor must be >= 0 (0 turns AGC off), got {self.agc_clip}")
         if self.steps_per_epoch < 0:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS)):
+            if getattr(self, name) not in choices:
+                raise BnnError(f"{name} must be one of {', '.join(choices)}, "
+                               f"got {getattr(self, name)!r}")
+        for name in ("warmup_lr", "min_lr", "weight_decay", "kernel_weight_decay",
+                     "grad_clip_norm", "ste_clip", "label_smoothing", "warmup_epochs",
+                     "image_size"):
+            if getattr(self, name) < 0:
+                raise BnnError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs:
+            raise BnnError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs "
+                           f"({self.epochs})")
+        if self.stage not in (0, 1, 2):
+            raise BnnError(f"stage must be 0 (single stage), 1 or 2, got {self.stage}")
+        if self.stage == 2 and not self.init_from:
+            raise BnnError("stage 2 starts from stage 1: give --init-from RUN (the stage-1 run "
+                           "folder or its model.keras)")
+        if self.assistants and not self.teacher:
+            raise BnnError("assistant teachers need a main --teacher")
+        if self.assistant_epochs and len(self.assistant_epochs) != len(self.assistants):
+            raise BnnError(f"assistant_epochs has {len(self.assistant_epochs)} entries for "
+                           f"{len(self.assistants)} assistants")
+        self.init_skip = list(self.init_skip)
+        self.assistants = list(self.assistants)
+        self.assistant_epochs = [int(e) for e in self.assistant_epochs]
         if not self.name:
-            self.name = f"{self.model}-{self.variant}-{self.dataset}"
+            self.name = default_run_name(self.model, self.variant, self.dataset, self.stage)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of every field, in order."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
+        known = set(cls.field_names())
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
@@ -53,3 +140,12 @@ class TrainConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as err:
             raise BnnError(f"cannot read run config {path}: {err}") from None
+
+
+def default_run_name(model: str, variant: str, dataset: str, stage: int = 0) -> str:
+    """``MODEL-VARIANT-DATASET`` (``folder:PATH`` becomes ``folder-<last part>``), with
+    ``-stageN`` for two-step runs."""
+    if dataset.startswith("folder:"):
+        dataset = "folder-" + (Path(dataset[len("folder:"):]).name or "images")
+    name = f"{model}-{variant}-{dataset}"
+    return f"{name}-stage{stage}" if stage else name

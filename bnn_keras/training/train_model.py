@@ -1,4 +1,5 @@
-"""The Keras model that trains a network: a custom ``train_step`` with AGC."""
+"""The Keras model that trains a network: a custom ``train_step`` with AGC, gradient-norm
+clipping, weight decay and (optionally) distillation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.training.agc import adaptive_clip
+from bnn_keras.training.distill import multi_teacher_loss
+from bnn_keras.training.optim import WeightDecay, current_learning_rate
 
 
 class TrainingModel(keras.Model):
@@ -15,8 +18,16 @@ class TrainingModel(keras.Model):
 
     Each step: forward, loss, gradients, all-reduce across replicas (once), AGC on the
     aggregated gradients of every variable except those of the layers named in
-    ``agc_exclude`` (the final classifier), then the optimizer update. Save ``net``, not
-    this wrapper: it is the deployable model.
+    ``agc_exclude`` (the final classifier), global-norm clipping to ``grad_clip_norm``
+    (0: off), then ``weight_decay`` (coupled L2 added to the gradients, or decoupled
+    AdamW-style decay of the weights) and the optimizer update.
+
+    With a ``teacher`` the loss is the distributional loss against its softmax (no label
+    term); with ``assistants`` too, BNext's consecutive KD: the assistant selected by
+    ``assistant_index`` (set per epoch by
+    :class:`~bnn_keras.training.distill.TeacherSwitch`) and the teacher, weighted per
+    sample (see :mod:`bnn_keras.training.distill`). Evaluation always uses the compiled
+    (label) loss. Save ``net``, not this wrapper: it is the deployable model.
 
     Example:
         ```python
@@ -27,12 +38,25 @@ class TrainingModel(keras.Model):
     """
 
     def __init__(self, net: keras.Model, agc_clip: float = 0.02,
-                 agc_exclude: Sequence[str] = ("classifier",), **kwargs):
+                 agc_exclude: Sequence[str] = ("classifier",), *,
+                 grad_clip_norm: float = 0.0, weight_decay: WeightDecay | None = None,
+                 teacher: keras.Model | None = None,
+                 assistants: Sequence[keras.Model] = (), kd_weighting: str = "softmax_ce",
+                 **kwargs):
         super().__init__(**kwargs)
         self.net = net
         self.agc_clip = float(agc_clip)
+        self.grad_clip_norm = float(grad_clip_norm)
+        self.weight_decay = weight_decay or WeightDecay()
         excluded = [net.get_layer(n) for n in agc_exclude if n in {lay.name for lay in net.layers}]
         self._agc_excluded = {v.ref() for layer in excluded for v in layer.trainable_weights}
+        self.teacher = teacher
+        self.assistants = list(assistants)
+        self.kd_weighting = kd_weighting
+        self.assistant_index = tf.Variable(0, dtype=tf.int32, trainable=False,
+                                           name="assistant_index")
+        self.kd_loss_tracker = keras.metrics.Mean(name="kd_loss") if teacher is not None \
+            else None
 
     def call(self, inputs, training=None):
         return self.net(inputs, training=training)
@@ -45,11 +69,27 @@ class TrainingModel(keras.Model):
         clipped = adaptive_clip(grads, variables, self.agc_clip)
         return [g if k else c for g, c, k in zip(grads, clipped, keep)]
 
+    def teacher_logits(self, x: tf.Tensor) -> list[tf.Tensor]:
+        """The logits of the active teachers: ``[assistant, teacher]`` or ``[teacher]``."""
+        logits = []
+        if self.assistants:
+            branches = [lambda a=a: tf.cast(a(x, training=False), tf.float32)
+                        for a in self.assistants]
+            logits.append(tf.switch_case(self.assistant_index, branches)
+                          if len(branches) > 1 else branches[0]())
+        logits.append(tf.cast(self.teacher(x, training=False), tf.float32))
+        return [tf.stop_gradient(t) for t in logits]
+
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
-            loss = self.compiled_loss(y, logits, regularization_losses=self.losses)
+            if self.teacher is not None:
+                loss, _ = multi_teacher_loss(logits, self.teacher_logits(x), self.kd_weighting)
+                if self.losses:
+                    loss += tf.add_n(self.losses)
+            else:
+                loss = self.compiled_loss(y, logits, regularization_losses=self.losses)
         variables = self.trainable_variables
         grads = tape.gradient(loss, variables)
         ctx = tf.distribute.get_replica_context()
@@ -57,10 +97,25 @@ class TrainingModel(keras.Model):
         if aggregated:  # all-reduce first so AGC sees the global gradient, once
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         grads = self.clip_gradients(grads, variables)
+        if self.grad_clip_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.grad_clip_norm)
+        grads = self.weight_decay.add_l2(grads, variables)
+        self.weight_decay.decay(variables, current_learning_rate(self.optimizer))
         if aggregated:
             self.optimizer.apply_gradients(zip(grads, variables),
                                            skip_gradients_aggregation=True)
         else:
             self.optimizer.apply_gradients(zip(grads, variables))
         self.compiled_metrics.update_state(y, logits)
+        if self.kd_loss_tracker is not None:
+            self.kd_loss_tracker.update_state(loss)
+            return {"loss": self.kd_loss_tracker.result(),
+                    **{m.name: m.result() for m in self.compiled_metrics.metrics}}
         return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        logits = self(x, training=False)
+        self.compiled_loss(y, logits, regularization_losses=self.losses)
+        self.compiled_metrics.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics if m is not self.kd_loss_tracker}

@@ -1,0 +1,291 @@
+r"""Image augmentation and normalisation as ``tf`` ops (usable inside ``tf.data.map``).
+
+Every function takes a single image ``(H, W, C)``; pixel values are float32 in
+``[0, 255]`` until :func:`normalize` maps them to
+\(x' = (x / 255 - \mu) / \sigma\) with the dataset's per-channel mean and std.
+
+* :func:`pad_crop_flip` - CIFAR training: pad 4 pixels (zeros), random crop, random flip.
+* :func:`random_resized_crop` - ImageNet training: a crop of 8%-100% of the area with
+  aspect ratio in [3/4, 4/3], resized to ``size``, then a random flip
+  (``torchvision.transforms.RandomResizedCrop`` semantics, with its fallback to a centre
+  crop after 10 failed draws).
+* :func:`resize_center_crop` - ImageNet evaluation: shorter side to 256, centre 224.
+* :func:`rand_augment` - RandAugment (Cubuk et al. 2020) as timm's ``rand-m7-mstd0.5``
+  policy that BNext uses: ``num_layers`` random ops per image, each at a magnitude drawn
+  from ``N(magnitude, magnitude_std)`` clipped to ``[0, 10]``, each applied with
+  probability 0.5, and magnitudes that grow with the number for the ops whose strength
+  is monotone ("inc" ops).
+
+No library that installs beside our pins offers RandAugment for ``tf.data`` with Keras 2
+(tf-models-official pulls TensorFlow 2.20), so it is implemented here with plain TF ops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+MAX_LEVEL = 10.0
+
+
+def normalize(image: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
+    r"""\(x' = (x / 255 - \mu) / \sigma\) per channel; ``image`` in ``[0, 255]``."""
+    image = tf.cast(image, tf.float32) / 255.0
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def pad_crop_flip(image: tf.Tensor, padding: int = 4, seed: int | None = None) -> tf.Tensor:
+    """Zero-pad by ``padding`` on every side, crop back to the input size, flip left-right
+    with probability 0.5 (the CIFAR recipe)."""
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+    cropped = tf.image.random_crop(padded, shape, seed=seed)
+    return tf.image.random_flip_left_right(cropped, seed=seed)
+
+
+def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        flip: bool = True) -> tf.Tensor:
+    """A random crop covering ``scale`` of the area with aspect ratio in ``ratio`` (log-
+    uniform), resized (bilinear) to ``size x size``, then a random horizontal flip.
+
+    Like torchvision, 10 draws are tried; if none fits, the largest centre crop with the
+    aspect ratio clipped to ``ratio`` is used.
+    """
+    image = tf.convert_to_tensor(image)
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def draw(_):
+        target = area * tf.random.uniform([], scale[0], scale[1])
+        aspect = tf.exp(tf.random.uniform([], log_ratio[0], log_ratio[1]))
+        w = tf.round(tf.sqrt(target * aspect))
+        h = tf.round(tf.sqrt(target / aspect))
+        return tf.stack([h, w])
+
+    candidates = tf.map_fn(draw, tf.range(10), fn_output_signature=tf.float32)
+    fits = (candidates[:, 0] > 0) & (candidates[:, 0] <= height) & \
+           (candidates[:, 1] > 0) & (candidates[:, 1] <= width)
+    # fallback: centre crop, aspect clipped into `ratio`
+    in_ratio = width / height
+    fb_w = tf.where(in_ratio < ratio[0], width,
+                    tf.where(in_ratio > ratio[1], tf.round(height * ratio[1]), width))
+    fb_h = tf.where(in_ratio < ratio[0], tf.round(width / ratio[0]), height)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    h, w = tf.cond(tf.reduce_any(fits), lambda: (candidates[first, 0], candidates[first, 1]),
+                   lambda: (fb_h, fb_w))
+    use_random = tf.reduce_any(fits)
+    top = tf.where(use_random, tf.floor(tf.random.uniform([], 0.0, 1.0) * (height - h + 1)),
+                   tf.floor((height - h) / 2))
+    left = tf.where(use_random, tf.floor(tf.random.uniform([], 0.0, 1.0) * (width - w + 1)),
+                    tf.floor((width - w) / 2))
+    crop = tf.image.crop_to_bounding_box(image, tf.cast(top, tf.int32), tf.cast(left, tf.int32),
+                                         tf.cast(h, tf.int32), tf.cast(w, tf.int32))
+    out = tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear")
+    out = tf.clip_by_value(out, 0.0, 255.0)
+    return tf.image.random_flip_left_right(out) if flip else out
+
+
+def resize_center_crop(image: tf.Tensor, size: int = 224, resize: int = 256) -> tf.Tensor:
+    """Resize the shorter side to ``resize`` (bilinear), then take the centre ``size``
+    square (ImageNet evaluation)."""
+    image = tf.cast(tf.convert_to_tensor(image), tf.float32)
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    factor = float(resize) / tf.minimum(height, width)
+    new_h = tf.maximum(tf.cast(tf.round(height * factor), tf.int32), size)
+    new_w = tf.maximum(tf.cast(tf.round(width * factor), tf.int32), size)
+    image = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear")
+    top = (new_h - size) // 2
+    left = (new_w - size) // 2
+    image = tf.image.crop_to_bounding_box(image, top, left, size, size)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+# ---------------------------------------------------------------- RandAugment ops
+# Each op maps (image in [0, 255] float32, level in [0, 10]) to an image in [0, 255].
+
+def _blend(a: tf.Tensor, b: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """``a + factor * (b - a)``, clipped to [0, 255] (PIL's ImageEnhance semantics)."""
+    return tf.clip_by_value(a + factor * (b - a), 0.0, 255.0)
+
+
+def _grey(image: tf.Tensor) -> tf.Tensor:
+    return tf.image.rgb_to_grayscale(image) * tf.ones([1, 1, 3])
+
+
+def _signed(value: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.random.uniform([]) < 0.5, -value, value)
+
+
+def _enhance_factor(level):  # timm: 1 + U{-1,1} * level/10 * 0.9
+    return 1.0 + _signed(level / MAX_LEVEL * 0.9)
+
+
+def _affine(image: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
+    """Apply a projective transform (8 params, output -> input mapping), fill 128."""
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
+        interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=128.0)
+    return out[0]
+
+
+def _center_transform(image, a, b, c, d) -> tf.Tensor:
+    """A linear map about the image centre as the 8 params of a projective transform."""
+    h = tf.cast(tf.shape(image)[0], tf.float32)
+    w = tf.cast(tf.shape(image)[1], tf.float32)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    return tf.stack([a, b, cx - a * cx - b * cy, c, d, cy - c * cx - d * cy, 0.0, 0.0])
+
+
+def _identity(image, level):
+    return image
+
+
+def _auto_contrast(image, level):
+    lo = tf.reduce_min(image, axis=[0, 1], keepdims=True)
+    hi = tf.reduce_max(image, axis=[0, 1], keepdims=True)
+    scale = tf.where(hi > lo, 255.0 / tf.maximum(hi - lo, 1e-3), 1.0)
+    offset = tf.where(hi > lo, lo, 0.0)
+    return tf.clip_by_value((image - offset) * scale, 0.0, 255.0)
+
+
+def _equalize(image, level):
+    def channel(c):
+        c_int = tf.cast(c, tf.int32)
+        hist = tf.math.bincount(tf.reshape(c_int, [-1]), minlength=256, maxlength=256)
+        nonzero = tf.boolean_mask(hist, hist > 0)
+        step = (tf.reduce_sum(nonzero) - nonzero[-1]) // 255
+
+        def equal():
+            lut = (tf.cumsum(hist) + step // 2) // tf.maximum(step, 1)
+            lut = tf.clip_by_value(tf.concat([[0], lut[:-1]], 0), 0, 255)
+            return tf.cast(tf.gather(lut, c_int), tf.float32)
+
+        return tf.cond(step > 0, equal, lambda: c)
+
+    image = tf.round(tf.clip_by_value(image, 0.0, 255.0))
+    return tf.stack([channel(image[..., i]) for i in range(3)], axis=-1)
+
+
+def _invert(image, level):
+    return 255.0 - image
+
+
+def _rotate(image, level):
+    angle = _signed(level / MAX_LEVEL * 30.0) * math.pi / 180.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    return _affine(image, _center_transform(image, cos, -sin, sin, cos))
+
+
+def _posterize(image, level):  # timm "inc": bits = 4 - int(level/10 * 4)
+    bits = 4 - tf.cast(level / MAX_LEVEL * 4.0, tf.int32)
+    shift = tf.cast(8 - tf.clip_by_value(bits, 1, 8), tf.uint8)
+    as_int = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+    return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(as_int, shift), shift),
+                   tf.float32)
+
+
+def _solarize(image, level):  # "inc": threshold = 256 - level/10 * 256
+    threshold = 256.0 - level / MAX_LEVEL * 256.0
+    return tf.where(image >= threshold, 255.0 - image, image)
+
+
+def _solarize_add(image, level):
+    added = tf.clip_by_value(image + level / MAX_LEVEL * 110.0, 0.0, 255.0)
+    return tf.where(image < 128.0, added, image)
+
+
+def _color(image, level):
+    return _blend(_grey(image), image, _enhance_factor(level))
+
+
+def _contrast(image, level):
+    mean = tf.reduce_mean(tf.image.rgb_to_grayscale(image))
+    return _blend(tf.fill(tf.shape(image), mean), image, _enhance_factor(level))
+
+
+def _brightness(image, level):
+    return _blend(tf.zeros_like(image), image, _enhance_factor(level))
+
+
+def _sharpness(image, level):
+    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
+    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+    blurred = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "VALID")[0]
+    # PIL keeps the border pixels unchanged
+    degenerate = tf.pad(blurred, [[1, 1], [1, 1], [0, 0]])
+    mask = tf.pad(tf.ones_like(blurred), [[1, 1], [1, 1], [0, 0]])
+    degenerate = mask * degenerate + (1 - mask) * image
+    return _blend(degenerate, image, _enhance_factor(level))
+
+
+def _shear_x(image, level):
+    s = _signed(level / MAX_LEVEL * 0.3)
+    return _affine(image, tf.stack([1.0, s, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _shear_y(image, level):
+    s = _signed(level / MAX_LEVEL * 0.3)
+    return _affine(image, tf.stack([1.0, 0.0, 0.0, s, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _translate_x(image, level):  # fraction of the width, 0.45 at level 10
+    shift = _signed(level / MAX_LEVEL * 0.45) * tf.cast(tf.shape(image)[1], tf.float32)
+    return _affine(image, tf.stack([1.0, 0.0, shift, 0.0, 1.0, 0.0, 0.0, 0.0]))
+
+
+def _translate_y(image, level):
+    shift = _signed(level / MAX_LEVEL * 0.45) * tf.cast(tf.shape(image)[0], tf.float32)
+    return _affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, shift, 0.0, 0.0]))
+
+
+RAND_AUGMENT_OPS = {
+    "AutoContrast": _auto_contrast, "Equalize": _equalize, "Invert": _invert,
+    "Rotate": _rotate, "PosterizeIncreasing": _posterize, "SolarizeIncreasing": _solarize,
+    "SolarizeAdd": _solarize_add, "Color": _color, "Contrast": _contrast,
+    "Brightness": _brightness, "Sharpness": _sharpness, "ShearX": _shear_x,
+    "ShearY": _shear_y, "TranslateX": _translate_x, "TranslateY": _translate_y,
+}
+"""timm's RandAugment op set (``inc1``: increasing posterize/solarize), by name."""
+
+
+def rand_augment(image: tf.Tensor, num_layers: int = 2, magnitude: float = 7.0,
+                 magnitude_std: float = 0.5, prob: float = 0.5,
+                 ops: Sequence[str] | None = None) -> tf.Tensor:
+    """RandAugment: ``num_layers`` ops drawn uniformly (with replacement), each applied with
+    probability ``prob`` at a magnitude ``~ N(magnitude, magnitude_std)`` clipped to
+    ``[0, 10]``. ``image`` is ``(H, W, 3)`` in ``[0, 255]``; the result has the same shape
+    and range (float32).
+
+    Example:
+        ```python
+        ds = ds.map(lambda x, y: (rand_augment(x, 2, 7.0, 0.5), y))
+        ```
+    """
+    names = list(ops or RAND_AUGMENT_OPS)
+    fns = [RAND_AUGMENT_OPS[n] for n in names]
+    image = tf.cast(tf.convert_to_tensor(image), tf.float32)
+    static_shape = image.shape
+    for _ in range(num_layers):
+        index = tf.random.uniform([], 0, len(fns), dtype=tf.int32)
+        level = tf.clip_by_value(magnitude + magnitude_std * tf.random.normal([]), 0.0, MAX_LEVEL)
+        if magnitude_std <= 0:
+            level = tf.constant(float(magnitude))
+        branches = [lambda f=f, x=image, m=level: f(x, m) for f in fns]
+        applied = tf.switch_case(index, branches)
+        image = tf.cond(tf.random.uniform([]) < prob, lambda a=applied: a, lambda i=image: i)
+        image = tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), static_shape)
+    return image

@@ -1,0 +1,211 @@
+"""Image datasets: tensorflow-datasets sets and image folders, with the papers' pipelines.
+
+* ``cifar10`` / ``cifar100`` (32x32): train with 4-pixel padding, random crop and flip;
+  test unchanged. Normalised with the set's own channel mean and std.
+* ``imagenet2012`` / ``imagenette`` and ``folder:PATH``: train with a random-resized crop to
+  ``image_size`` (224) of 8%-100% of the area and a flip; evaluate with the shorter side
+  resized to ``image_size * 8 / 7`` (256) and a centre crop. ImageNet mean and std.
+  ``imagenet2012`` reads the archives you downloaded from ``manual_dir`` (tfds' manual
+  download); every tfds set is prepared in, or read from, ``data_dir``.
+* ``augment="randaugment"`` adds RandAugment (BNext's ``rand-m7-mstd0.5``) after the crop.
+
+Nothing here downloads unless tfds has to prepare a set; without internet that fails with
+a one-line :class:`~bnn_keras.errors.BnnError` naming ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from bnn_keras.data import augment as aug
+from bnn_keras.data.base import Dataset
+from bnn_keras.errors import BnnError
+
+AUGMENTS = ("default", "randaugment", "none")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class ImageSetSpec:
+    """How one image dataset is read and prepared."""
+
+    tfds_name: str
+    train_split: str
+    test_split: str
+    size: int
+    style: str  # "cifar" or "imagenet"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+TFDS_SETS: dict[str, ImageSetSpec] = {
+    "cifar10": ImageSetSpec("cifar10", "train", "test", 32, "cifar",
+                            aug.CIFAR10_MEAN, aug.CIFAR10_STD),
+    "cifar100": ImageSetSpec("cifar100", "train", "test", 32, "cifar",
+                             aug.CIFAR100_MEAN, aug.CIFAR100_STD),
+    "imagenet2012": ImageSetSpec("imagenet2012", "train", "validation", 224, "imagenet",
+                                 aug.IMAGENET_MEAN, aug.IMAGENET_STD),
+    "imagenette": ImageSetSpec("imagenette/full-size-v2", "train", "validation", 224,
+                               "imagenet", aug.IMAGENET_MEAN, aug.IMAGENET_STD),
+}
+
+
+def _check_augment(augment: str) -> None:
+    if augment not in AUGMENTS:
+        raise BnnError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTS)}")
+
+
+def train_transform(style: str, size: int, mean, std, augment: str = "default",
+                    randaugment: tuple[int, float, float] = (2, 7.0, 0.5)):
+    """The per-example training transform ``image uint8 (H, W, 3) -> float32 normalised``."""
+    _check_augment(augment)
+
+    def transform(image):
+        image = tf.cast(image, tf.float32)
+        if style == "cifar":
+            image = tf.image.resize(image, (size, size)) if image.shape[0] != size else image
+            if augment != "none":
+                image = aug.pad_crop_flip(image)
+        elif augment == "none":
+            image = aug.resize_center_crop(image, size, round(size * 8 / 7))
+        else:
+            image = aug.random_resized_crop(image, size)
+        if augment == "randaugment":
+            image = aug.rand_augment(image, *randaugment)
+        image = tf.ensure_shape(image, (size, size, 3))
+        return aug.normalize(image, mean, std)
+
+    return transform
+
+
+def eval_transform(style: str, size: int, mean, std):
+    """The evaluation transform (no randomness)."""
+
+    def transform(image):
+        image = tf.cast(image, tf.float32)
+        if style == "cifar":
+            if image.shape[0] != size:
+                image = tf.image.resize(image, (size, size))
+        else:
+            image = aug.resize_center_crop(image, size, round(size * 8 / 7))
+        return aug.normalize(tf.ensure_shape(image, (size, size, 3)), mean, std)
+
+    return transform
+
+
+def _pipelines(name, train, test, train_size, test_size, num_classes, class_names, spec_style,
+               size, mean, std, batch_size, seed, augment, randaugment) -> Dataset:
+    train_fn = train_transform(spec_style, size, mean, std, augment, randaugment)
+    test_fn = eval_transform(spec_style, size, mean, std)
+    shuffle = min(max(train_size, 1), 10_000)
+    train = (train.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
+             .map(lambda x, y: (train_fn(x), tf.cast(y, tf.int32)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    test = (test.map(lambda x, y: (test_fn(x), tf.cast(y, tf.int32)),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    return Dataset(name, train, test, num_classes, (size, size, 3), train_size, test_size,
+                   tuple(class_names), mean=tuple(mean), std=tuple(std))
+
+
+def _split_size(info, split: str, ds: tf.data.Dataset) -> int:
+    """Examples in ``split`` from the dataset info, else the pipeline's cardinality."""
+    try:
+        return int(info.splits[split].num_examples)
+    except (KeyError, ValueError):
+        return max(int(ds.cardinality().numpy()), 0)
+
+
+def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str | None = None,
+              manual_dir: str | None = None, image_size: int = 0, augment: str = "default",
+              randaugment: tuple[int, float, float] = (2, 7.0, 0.5)) -> Dataset:
+    """Load a tensorflow-datasets image set (see :data:`TFDS_SETS`) as a :class:`Dataset`.
+
+    Args:
+        name: ``cifar10``, ``cifar100``, ``imagenet2012`` or ``imagenette``.
+        data_dir: tfds' data folder (default ``~/tensorflow_datasets``).
+        manual_dir: where the ImageNet archives are (tfds' manual download folder).
+        image_size: output size; 0 keeps the set's default (32 or 224).
+        augment: ``default`` (the papers'), ``randaugment`` (adds RandAugment) or ``none``.
+    """
+    import tensorflow_datasets as tfds
+
+    _check_augment(augment)
+    spec = TFDS_SETS[name]
+    size = image_size or spec.size
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+    try:
+        builder = tfds.builder(spec.tfds_name, data_dir=data_dir or None)
+        builder.download_and_prepare(download_config=download_config)
+        read = tfds.ReadConfig(shuffle_seed=seed)
+        train = builder.as_dataset(split=spec.train_split, as_supervised=True,
+                                   shuffle_files=True, read_config=read)
+        test = builder.as_dataset(split=spec.test_split, as_supervised=True)
+    except Exception as err:  # noqa: BLE001 - any tfds failure is a setup problem
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
+        hint = (" (put the ImageNet archives in --manual-dir)" if name == "imagenet2012"
+                else "")
+        raise BnnError(f"cannot load tfds dataset {spec.tfds_name!r} from "
+                       f"{data_dir or '~/tensorflow_datasets'}: {first}; prepare it there "
+                       f"and pass --data-dir{hint}") from None
+    info = builder.info
+    label = info.features["label"]
+    train_size, test_size = _split_size(info, spec.train_split, train), _split_size(
+        info, spec.test_split, test)
+    return _pipelines(name, train, test, train_size, test_size, int(label.num_classes),
+                      label.names, spec.style, size, spec.mean, spec.std, batch_size, seed,
+                      augment, randaugment)
+
+
+def _list_folder(root: Path, classes: list[str] | None = None):
+    if not root.is_dir():
+        raise BnnError(f"image folder {root} does not exist")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if classes is None:
+        classes = found
+    elif found != classes:
+        raise BnnError(f"{root} has classes {found[:5]}... but train/ has {classes[:5]}...; "
+                       "both splits need the same class folders")
+    paths, labels = [], []
+    for index, cls in enumerate(classes):
+        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += [str(p) for p in files]
+        labels += [index] * len(files)
+    if len(classes) < 2 or not paths:
+        raise BnnError(f"{root} needs one sub-folder per class (at least 2) holding images "
+                       f"({', '.join(IMAGE_SUFFIXES)})")
+    return classes, paths, labels
+
+
+def _decode(path):
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.ensure_shape(image, (None, None, 3))
+
+
+def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: int = 0,
+                augment: str = "default", randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
+                **_ignored) -> Dataset:
+    """An image folder ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg``.
+
+    Classes are the sub-folder names in sorted order. Images are decoded to RGB and go
+    through the ImageNet pipelines (random-resized crop for training, resize and centre
+    crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and std.
+    """
+    root = Path(path)
+    classes, train_paths, train_labels = _list_folder(root / "train")
+    _, val_paths, val_labels = _list_folder(root / "val", classes)
+    size = image_size or 224
+
+    def files(paths, labels):
+        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+        return ds.map(lambda p, y: (_decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    return _pipelines(f"folder:{path}", files(train_paths, train_labels),
+                      files(val_paths, val_labels), len(train_paths), len(val_paths),
+                      len(classes), classes, "imagenet", size, aug.IMAGENET_MEAN,
+                      aug.IMAGENET_STD, batch_size, seed, augment, randaugment)

@@ -1,0 +1,132 @@
+"""Callbacks of a run: checkpoints (rolling + the permanent first), NaN stop, curves PNG."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.errors import BnnError
+
+FIRST_CHECKPOINT = "first"  # checkpoints/first/ckpt-1: the state after epoch 1, kept forever
+
+
+def first_checkpoint_prefix(run_dir: str | Path) -> Path:
+    """The permanent checkpoint written after the first epoch (``checkpoints/first/ckpt-1``).
+
+    Restore the network with ``tf.train.Checkpoint(net=net).read(str(prefix))``.
+    """
+    return Path(run_dir) / "checkpoints" / FIRST_CHECKPOINT / "ckpt-1"
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves (net, optimizer, epoch) after every epoch with a ``CheckpointManager``
+    (TF writes checkpoints atomically), and once, after the first epoch, a permanent copy
+    at :func:`first_checkpoint_prefix` that the rolling manager never deletes."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable,
+                 checkpoint: tf.train.Checkpoint | None = None,
+                 first_prefix: str | Path | None = None):
+        super().__init__()
+        self.manager = manager
+        self.epoch = epoch
+        self.checkpoint = checkpoint
+        self.first_prefix = Path(first_prefix) if first_prefix else None
+        self.diverged = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged or (logs and any(not np.isfinite(v) for v in logs.values()
+                                          if np.isscalar(v))):
+            raise BnnError(f"loss became NaN/inf in epoch {epoch + 1}; the last good "
+                           f"checkpoint is kept in {self.manager.directory}")
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+        if (epoch == 0 and self.checkpoint is not None and self.first_prefix is not None
+                and not Path(f"{self.first_prefix}.index").exists()):
+            self.first_prefix.parent.mkdir(parents=True, exist_ok=True)
+            self.checkpoint.write(str(self.first_prefix))
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first non-finite training loss with a message naming epoch and step.
+
+    Nothing is saved after the bad step: the rolling checkpoints keep the last good epoch.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, checkpoint_cb: EpochCheckpoint | None = None):
+        super().__init__()
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.checkpoint_cb = checkpoint_cb
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(float(loss)):
+            return
+        if self.checkpoint_cb is not None:
+            self.checkpoint_cb.diverged = True
+        last = tf.train.latest_checkpoint(str(self.checkpoint_dir))
+        kept = (f"the last good checkpoint {Path(last).name} (after epoch "
+                f"{last.rsplit('-', 1)[-1]}) is kept in {self.checkpoint_dir}"
+                if last else "no epoch had finished, so there is no checkpoint")
+        raise BnnError(f"training diverged: the loss became NaN/inf in epoch {self._epoch + 1}, "
+                       f"step {batch + 1}; {kept}")
+
+
+def plot_curves(history_csv: str | Path, png: str | Path) -> Path | None:
+    """Loss and accuracy per epoch (train and validation) from ``history.csv`` to a PNG.
+
+    Uses matplotlib's Agg backend (no display). Returns the path, or ``None`` if the
+    history is empty.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(history_csv)
+    if not path.exists():
+        return None
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("epoch", "").strip().isdigit()]
+    if not rows:
+        return None
+    by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed run may repeat an epoch
+    epochs = sorted(by_epoch)
+    x = [e + 1 for e in epochs]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            key = prefix + metric
+            if key in by_epoch[epochs[0]]:
+                values = [float(by_epoch[e][key]) for e in epochs]
+                ax.plot(x, values, style, label="validation" if prefix else "train", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    png = Path(png)
+    tmp = png.with_name(f".{png.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png)
+    return png
+
+
+class CurvesPlot(keras.callbacks.Callback):
+    """Redraws the training-curves PNG after every epoch (CSVLogger must come first)."""
+
+    def __init__(self, history_csv: str | Path, png: str | Path):
+        super().__init__()
+        self.history_csv = history_csv
+        self.png = png
+
+    def on_epoch_end(self, epoch, logs=None):
+        plot_curves(self.history_csv, self.png)

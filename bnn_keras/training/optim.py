@@ -1,0 +1,181 @@
+r"""The papers' optimisers and learning-rate schedules.
+
+* ReActNet, BN-free BNN, Bi-Real Net (PyTorch code): Adam, learning rate decaying linearly
+  to zero, L2 (``torch.optim.Adam(weight_decay=...)``, added to the gradient) on the conv
+  kernels only. The reference code steps the decay once per epoch; here it decays per step.
+* BNext: AdamW, 5 epochs of linear warm-up from 1e-5 then cosine to 1e-7, decoupled weight
+  decay 1e-8 on the conv kernels and 1e-3 on everything else, gradients clipped to a
+  global norm of 5.
+
+The optimiser itself is always Keras' ``Adam``; the weight decays and gradient clipping
+are applied by :class:`~bnn_keras.training.TrainingModel` (see :class:`WeightDecay`), so
+the two decay groups can differ and checkpoints stay plain ``Adam`` state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.training.config import TrainConfig
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    r"""Linear warm-up, then cosine decay.
+
+    \[
+    \eta(t) = \begin{cases}
+    \eta_w + (\eta_0 - \eta_w)\, t / T_w & t < T_w \\
+    \eta_{min} + \tfrac12 (\eta_0 - \eta_{min})\,(1 + \cos(\pi \tfrac{t - T_w}{T - T_w}))
+    & T_w \le t < T \\
+    \eta_{min} & t \ge T \end{cases}
+    \]
+
+    with \(\eta_0\) = ``peak``, \(\eta_w\) = ``warmup_start``, \(T_w\) = ``warmup_steps``
+    and \(T\) = ``total_steps`` (BNext: timm's ``CosineLRScheduler`` with
+    ``warmup_prefix=True``).
+
+    Example:
+        ```python
+        lr = WarmupCosine(1e-3, total_steps=512 * 2500, warmup_steps=5 * 2500,
+                          warmup_start=1e-5, minimum=1e-7)
+        optimizer = keras.optimizers.Adam(lr)
+        ```
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
+                 warmup_start: float = 0.0, minimum: float = 0.0):
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_start = float(warmup_start)
+        self.minimum = float(minimum)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = float(max(self.warmup_steps, 1))
+        warmup = self.warmup_start + (self.peak - self.warmup_start) * step / warm
+        span = float(max(self.total_steps - self.warmup_steps, 1))
+        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        cosine = self.minimum + 0.5 * (self.peak - self.minimum) * (
+            1.0 + tf.cos(math.pi * progress))
+        return tf.where(step < self.warmup_steps, warmup, cosine)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "warmup_start": self.warmup_start,
+                "minimum": self.minimum}
+
+
+def build_schedule(config: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule of ``config`` over ``epochs * steps_per_epoch`` steps."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        return config.learning_rate
+    if config.schedule == "cosine" or config.warmup_epochs:
+        minimum = config.min_lr
+        if config.schedule == "linear":  # linear with warm-up: a cosine would be wrong
+            return _WarmupLinear(config.learning_rate, total,
+                                 config.warmup_epochs * steps_per_epoch, config.warmup_lr)
+        return WarmupCosine(config.learning_rate, total, config.warmup_epochs * steps_per_epoch,
+                            config.warmup_lr, minimum)
+    return keras.optimizers.schedules.PolynomialDecay(
+        config.learning_rate, decay_steps=total, end_learning_rate=config.min_lr, power=1.0)
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class _WarmupLinear(WarmupCosine):
+    """Linear warm-up, then linear decay to 0."""
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = float(max(self.warmup_steps, 1))
+        warmup = self.warmup_start + (self.peak - self.warmup_start) * step / warm
+        span = float(max(self.total_steps - self.warmup_steps, 1))
+        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        return tf.where(step < self.warmup_steps, warmup, self.peak * (1.0 - progress))
+
+
+def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Keras ``Adam`` on :func:`build_schedule` (``adam`` and ``adamw`` alike; the decays
+    live in :class:`WeightDecay`)."""
+    return keras.optimizers.Adam(build_schedule(config, steps_per_epoch))
+
+
+def is_conv_kernel(variable: tf.Variable) -> bool:
+    """Conv kernels: every 4-D variable (the group ReActNet and BNext decay separately)."""
+    return variable.shape.rank == 4
+
+
+@dataclass
+class WeightDecay:
+    r"""Weight decay in two groups: conv kernels and everything else.
+
+    ``decoupled=False`` (Adam + L2): \(g \leftarrow g + \lambda w\) before the update.
+    ``decoupled=True`` (AdamW): \(w \leftarrow w - \eta_t \lambda w\), then the update.
+    \(\lambda\) is ``kernel`` for :func:`is_conv_kernel` variables, ``other`` otherwise;
+    \(\eta_t\) is the current learning rate.
+
+    Example:
+        ```python
+        decay = WeightDecay(kernel=1e-8, other=1e-3, decoupled=True)   # BNext
+        trainer = TrainingModel(net, weight_decay=decay)
+        ```
+    """
+
+    kernel: float = 0.0
+    other: float = 0.0
+    decoupled: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.kernel > 0 or self.other > 0
+
+    def rate(self, variable: tf.Variable) -> float:
+        return self.kernel if is_conv_kernel(variable) else self.other
+
+    def add_l2(self, grads: list, variables: list) -> list:
+        """Coupled L2: the gradients with ``lambda * w`` added (no-op if decoupled)."""
+        if self.decoupled or not self.active:
+            return grads
+        out = []
+        for g, v in zip(grads, variables):
+            rate = self.rate(v)
+            out.append(g + rate * tf.convert_to_tensor(_latent(v)) if g is not None and rate
+                       else g)
+        return out
+
+    def decay(self, variables: list, learning_rate: tf.Tensor) -> None:
+        """Decoupled decay: ``w -= lr * lambda * w`` (no-op if coupled)."""
+        if not self.decoupled or not self.active:
+            return
+        for v in variables:
+            rate = self.rate(v)
+            if rate:
+                latent = _latent(v)
+                latent.assign_sub(tf.cast(learning_rate * rate, latent.dtype) * latent)
+
+
+def _latent(variable):
+    """larq's quantized variables wrap the latent (real-valued) variable."""
+    return getattr(variable, "latent_variable", variable)
+
+
+def weight_decay_from_config(config: TrainConfig) -> WeightDecay:
+    """The :class:`WeightDecay` of a config."""
+    return WeightDecay(kernel=config.kernel_weight_decay, other=config.weight_decay,
+                       decoupled=config.optimizer == "adamw")
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
+    """The learning rate the optimizer uses at its current step."""
+    lr = getattr(optimizer, "_learning_rate", None)
+    if lr is None:
+        lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return lr(optimizer.iterations)
+    return tf.convert_to_tensor(lr)
