@@ -91,3 +91,24 @@ def test_bad_export_options(args, needle, small_keras, tmp_path, capsys):
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+
+
+def test_local_bench_with_float_baseline(small_keras, tmp_path, capsys):
+    """Local: LCE interpreter beside the float baseline (XNNPACK); the accuracy comes from
+    the export's dataset check."""
+    tflite = tmp_path / "small.tflite"
+    code, _, err = run_main(["export", small_keras, "-o", tflite, "--dataset", "digits",
+                             "--max-samples", "32"], capsys)
+    assert code == 0, err
+    code, out, err = run_main(["bench", tflite, "--float-baseline", "--keras", small_keras,
+                               "--runs", "3", "--warmup", "1", "--json"], capsys)
+    assert code == 0, err
+    row = json.loads(out)  # one measurement: one object, as before
+    assert row["model"] == str(tflite) and row["runs"] == 3 and row["target"] == "local"
+    assert 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
+    assert row["float_avg_ms"] > 0 and row["speedup"] == row["float_avg_ms"] / row["avg_ms"]
+    assert row["size_ratio"] > 1  # float32 weights against 1-bit ones
+    report = json.loads((tmp_path / "small.report.json").read_text())
+    assert row["accuracy"] == report["split_check"]["tflite_accuracy"]
+    code, out, err = run_main(["bench", tflite, "--float-baseline", "--runs", "2"], capsys)
+    assert code == 1 and "needs the Keras model" in err and "--keras" in err

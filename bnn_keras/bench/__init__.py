@@ -1,5 +1,13 @@
-"""Benchmarking flatbuffers: locally with LCE's interpreter."""
+"""Benchmarking flatbuffers: locally with LCE's interpreter, or on a board over SSH with
+``lce_benchmark_model`` (or the board-side Python runner), plus the float baseline
+(``bnn_keras.bench.float_baseline``, imported on demand: it needs TensorFlow)."""
 
 from bnn_keras.bench.local import Latency, benchmark_flatbuffer
+from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
+from bnn_keras.bench.ssh import RemoteRun, SshTarget, benchmark_over_ssh
+from bnn_keras.bench.table import BenchRow, format_table, known_accuracy, to_csv
 
-__all__ = ["Latency", "benchmark_flatbuffer"]
+__all__ = [
+    "BenchRow", "BenchmarkOutput", "Latency", "RemoteRun", "SshTarget", "benchmark_flatbuffer",
+    "benchmark_over_ssh", "format_table", "known_accuracy", "parse_benchmark_output", "to_csv",
+]
