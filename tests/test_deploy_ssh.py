@@ -304,8 +304,9 @@ def test_bad_files_fail_before_connecting(tiny, tmp_path, capsys):
     assert_one_line_error(code, err, "not found")
     code, _, err = run_main(["bench", not_model, "--ssh", "-oProxyCommand=touch x"], capsys)
     assert_one_line_error(code, err, "not a TFLite model")
-    code, _, err = run_main(["bench", tiny[1], "--ssh", "-oProxyCommand=touch x"], capsys)
-    assert_one_line_error(code, err, "bad SSH target")
+    for spec in ("-oProxyCommand=touch x", "-oProxyCommand=x@host", "user@host;ls"):
+        code, _, err = run_main(["bench", tiny[1], "--ssh", spec], capsys)
+        assert_one_line_error(code, err, "bad SSH target")
     code, _, err = run_main(["bench", tmp_path / "x.tflite", "--binary", "/x"], capsys)
     assert_one_line_error(code, err, "--binary needs --ssh")
     code, _, err = run_main(["bench", not_model, "--threads", "1,x"], capsys)

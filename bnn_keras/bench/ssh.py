@@ -9,9 +9,14 @@ local file names never reach the remote shell at all.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +48,13 @@ class SshTarget:
     known_hosts: str | None = None
     connect_timeout: float = 10.0
     options: list[str] = field(default_factory=list)
+    control_path: str | None = None  # a running master connection to multiplex over
 
     @classmethod
     def parse(cls, spec: str, **kwargs) -> SshTarget:
         """``USER@HOST`` or ``HOST`` (an IPv6 address in brackets or bare)."""
         m = _TARGET.match(spec.strip())
-        if not m or m.group("host").startswith("-"):
+        if not m or m.group("host").startswith("-") or (m.group("user") or "").startswith("-"):
             raise BnnError(f"bad SSH target {spec!r}: expected USER@HOST or HOST")
         return cls(host=m.group("host").strip("[]"), user=m.group("user"), **kwargs)
 
@@ -74,6 +80,8 @@ class SshTarget:
             opts += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
         for option in self.options:
             opts += ["-o", option]
+        if self.control_path:
+            opts += ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"]
         return opts
 
     def ssh_argv(self, remote: Sequence[str]) -> list[str]:
@@ -119,12 +127,61 @@ class RemoteRun:
 
 
 class RemoteSession:
-    """A scratch directory on the board; use as a context manager (removed on exit)."""
+    """One SSH master connection and a scratch directory on the board; use as a context
+    manager (the directory is removed and the connection closed on exit).
+
+    Every ``ssh``/``scp`` of the session runs over the master connection (OpenSSH
+    multiplexing), so the key exchange and login happen once.
+    """
 
     def __init__(self, target: SshTarget, *, timeout: float = 600.0):
         self.target = target
         self.timeout = timeout
         self.remote_dir: str | None = None
+        self._master: subprocess.Popen | None = None
+        self._control_dir: str | None = None
+
+    def _start_master(self) -> None:
+        t = self.target
+        self._control_dir = tempfile.mkdtemp(prefix="bnnk-", dir="/tmp")  # short socket path
+        control = os.path.join(self._control_dir, "cm")
+        log = os.path.join(self._control_dir, "err")
+        argv = ["ssh", "-M", "-N", "-p", str(t.port), *t.common_options(),
+                "-o", f"ControlPath={control}", "-o", "ControlPersist=no", "--", t.destination]
+        with open(log, "w") as err:
+            try:
+                self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL, stderr=err,
+                                                start_new_session=True)
+            except FileNotFoundError:
+                raise BnnError("'ssh' is not installed here (install openssh-client)") from None
+        deadline = time.monotonic() + t.connect_timeout + 30
+        while not os.path.exists(control):
+            if self._master.poll() is not None:
+                lines = [x.strip() for x in Path(log).read_text(errors="replace").splitlines()
+                         if x.strip()]
+                reason = lines[-1] if lines else f"ssh exited with status {self._master.returncode}"
+                raise BnnError(f"cannot reach {t.destination} port {t.port} over SSH: "
+                               f"{reason[:200]}")
+            if time.monotonic() > deadline:
+                raise BnnError(f"connecting to {t.destination} port {t.port} timed out after "
+                               f"{t.connect_timeout + 30:.0f} s")
+            time.sleep(0.05)
+        self.target = dataclasses.replace(t, control_path=control)
+
+    def _stop_master(self) -> None:
+        if self._master is not None:
+            if self._master.poll() is None:
+                self._master.terminate()
+                try:
+                    self._master.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._master.kill()
+                    self._master.wait()
+            self._master = None
+        if self._control_dir:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+            self._control_dir = None
 
     def run(self, remote: Sequence[str], *, timeout: float | None = None,
             what: str = "remote command") -> subprocess.CompletedProcess:
@@ -132,24 +189,33 @@ class RemoteSession:
         return _run(self.target.ssh_argv(remote), timeout or self.timeout, what, self.target)
 
     def __enter__(self) -> RemoteSession:
-        budget = self.target.connect_timeout + 30
-        proc = self.run(["mktemp", "-d", "/tmp/bnn-keras.XXXXXXXX"], timeout=budget,
-                        what="connecting")
-        path = proc.stdout.strip()
-        if proc.returncode != 0 or not _SAFE_REMOTE_DIR.match(path):
-            err = (proc.stderr.strip().splitlines() or [path or "no output"])[-1]
-            raise BnnError(f"cannot create a scratch directory on {self.target.destination}: "
-                           f"{err[:200]}")
+        try:
+            self._start_master()
+            budget = self.target.connect_timeout + 30
+            proc = self.run(["mktemp", "-d", "/tmp/bnn-keras.XXXXXXXX"], timeout=budget,
+                            what="connecting")
+            path = proc.stdout.strip()
+            if proc.returncode != 0 or not _SAFE_REMOTE_DIR.match(path):
+                err = (proc.stderr.strip().splitlines() or [path or "no output"])[-1]
+                raise BnnError(f"cannot create a scratch directory on "
+                               f"{self.target.destination}: {err[:200]}")
+        except BaseException:
+            self._stop_master()
+            raise
         self.remote_dir = path
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.remote_dir:
-            try:
-                self.run(["rm", "-rf", "--", self.remote_dir], timeout=60, what="cleaning up")
-            except BnnError:
-                pass
-            self.remote_dir = None
+        try:
+            if self.remote_dir:
+                try:
+                    self.run(["rm", "-rf", "--", self.remote_dir], timeout=60,
+                             what="cleaning up")
+                except BnnError:
+                    pass
+                self.remote_dir = None
+        finally:
+            self._stop_master()
 
     def copy(self, local: str | Path, name: str) -> str:
         """Copy ``local`` into the scratch directory as ``name``; the remote path."""
