@@ -121,7 +121,11 @@ def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, ke
 
         click.echo(to_csv(rows), nl=False)
     else:
-        where = ssh_target or "this machine (LCE interpreter; off ARM, reference kernels)"
+        import platform
+
+        arm = platform.machine().lower() in ("aarch64", "arm64")
+        where = ssh_target or (f"this machine ({platform.machine()}, LCE interpreter"
+                               f"{'' if arm else '; off ARM: not board latency'})")
         click.echo(f"{len(model_paths)} model(s) on {where}: {runs} runs, {warmup} warm-up, "
                    f"threads {','.join(map(str, threads))}")
         click.echo(format_table(rows))
