@@ -63,6 +63,7 @@ class BenchmarkOutput:
     memory_overall_mb: float | None = None
 
     def as_dict(self) -> dict:
+        """The figures as a plain dict."""
         return asdict(self)
 
 

@@ -60,10 +60,12 @@ class SshTarget:
 
     @property
     def destination(self) -> str:
+        """``USER@HOST`` (or ``HOST``) as ssh takes it."""
         return f"{self.user}@{self.host}" if self.user else self.host
 
     @property
     def scp_host(self) -> str:
+        """The host part of an scp ``HOST:PATH`` (IPv6 in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.user}@{host}" if self.user else host
 

@@ -50,6 +50,7 @@ class BenchRow:
         return self.float_size_bytes / self.size_bytes
 
     def as_dict(self) -> dict:
+        """Every field plus ``mean_ms`` (= ``avg_ms``), ``speedup`` and ``size_ratio``."""
         data = asdict(self)
         data.update(mean_ms=self.avg_ms, speedup=self.speedup, size_ratio=self.size_ratio)
         return data

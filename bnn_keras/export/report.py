@@ -39,9 +39,11 @@ class SizeFigures:
 
     @property
     def size_over_ideal(self) -> float:
+        """Flatbuffer size divided by the ideal size."""
         return self.size_bytes / self.ideal_bytes if self.ideal_bytes else float("inf")
 
     def as_dict(self) -> dict:
+        """The figures as a plain dict, with ``size_over_ideal``."""
         return {**asdict(self), "size_over_ideal": self.size_over_ideal}
 
 
@@ -76,6 +78,7 @@ class SplitCheck:
     top1_agreement: float
 
     def as_dict(self) -> dict:
+        """The figures as a plain dict."""
         return asdict(self)
 
 
@@ -134,13 +137,16 @@ class DeployReport:
 
     @property
     def ok(self) -> bool:
+        """No problem found (see :attr:`ExportReport.ok`)."""
         return self.export.ok
 
     @property
     def problems(self) -> list[str]:
+        """What failed the export checks."""
         return self.export.problems
 
     def as_dict(self) -> dict:
+        """The export report's dict with the size, MAC, int8 and dataset figures."""
         data = self.export.as_dict()
         data.update(
             ops_total=sum(self.export.ops.values()),
@@ -153,6 +159,7 @@ class DeployReport:
         return data
 
     def format(self) -> str:
+        """The human-readable report."""
         lines = [self.export.format()]
         s = self.size
         lines.append(f"size {s.size_bytes / 1024:.1f} KiB, ideal {s.ideal_bytes / 1024:.1f} KiB "
