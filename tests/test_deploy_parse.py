@@ -114,3 +114,46 @@ def test_truncated_or_garbled_output_is_a_clear_error(text, needle):
     message = str(info.value)
     assert needle in message
     assert "\n" not in message
+
+
+def test_board_runner_prints_the_same_format(tmp_path):
+    """deploy/lce_bench_runner.py: LCE's interpreter without TensorFlow, output the parser
+    reads; a file that is not a model gives the tool's ERROR line and status 1."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import larq as lq
+    import tf_keras as keras
+
+    from bnn_keras.export import convert
+
+    x = keras.Input((8, 8, 4))
+    y = lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(x)
+    model_path = tmp_path / "m.tflite"
+    model_path.write_bytes(convert(keras.Model(x, y)))
+    runner = Path(__file__).resolve().parents[1] / "deploy" / "lce_bench_runner.py"
+    check = ("import runpy, sys; sys.argv = sys.argv[1:]; "
+             "sys.modules['__main__'].__dict__.update(runpy.run_path(sys.argv[0])); "
+             "code = main(); "
+             "assert 'tensorflow' not in sys.modules, 'the runner imported TensorFlow'; "
+             "sys.exit(code)")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", check, str(runner), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    proc = run(f"--graph={model_path}", "--num_threads=2", "--num_runs=7", "--warmup_runs=2",
+               "--min_secs=0", "--warmup_min_secs=0", "--use_indirect_bgemm=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = parse_benchmark_output(proc.stdout)
+    assert out.count == 7 and out.warmup_count == 2 and out.num_threads == 2
+    assert 0 < out.min_us <= out.avg_us <= out.max_us and out.peak_memory_mb > 0
+    assert "Use indirect BGEMM: [1]" in proc.stdout
+
+    (tmp_path / "notes.tflite").write_text("not a model")
+    proc = run(f"--graph={tmp_path / 'notes.tflite'}")
+    assert proc.returncode == 1
+    with pytest.raises(BnnError, match="lce_benchmark_model failed: .* is not a TFLite model"):
+        parse_benchmark_output(proc.stdout)
