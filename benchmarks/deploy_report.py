@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += measure(name, args.input_size, threads, args.runs, args.warmup)
         except BnnError as err:
             rows.append({"model": name, "error": str(err)})
+        except Exception as err:  # noqa: BLE001 - report it and go on with the next model
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            rows.append({"model": name, "error": f"{type(err).__name__}: {first}"})
         print(f"{name}: done in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
     print(f"LCE .tflite vs float TFLite (XNNPACK) at {args.input_size}x{args.input_size}, "
           f"local CPU, {args.runs} runs")
