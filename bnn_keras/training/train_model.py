@@ -75,7 +75,7 @@ class TrainingModel(keras.Model):
         if self.assistants:
             branches = [lambda a=a: tf.cast(a(x, training=False), tf.float32)
                         for a in self.assistants]
-            logits.append(tf.switch_case(self.assistant_index, branches)
+            logits.append(tf.switch_case(tf.convert_to_tensor(self.assistant_index), branches)
                           if len(branches) > 1 else branches[0]())
         logits.append(tf.cast(self.teacher(x, training=False), tf.float32))
         return [tf.stop_gradient(t) for t in logits]

@@ -1,0 +1,91 @@
+"""Training-step throughput (images/s) of models and variants, side by side in one process.
+
+Each (model, variant) gets the same TrainingModel step the trainer uses (forward, loss,
+backward, AGC for ``bf``, Adam update) on random data, compiled with ``tf.function``;
+after ``--warmup`` steps, ``--steps`` timed steps are repeated ``--repeats`` times and the
+best repeat is reported (the least disturbed by other processes). Variants alternate per
+repeat so a noisy neighbour hits all of them alike.
+
+    python benchmarks/train_throughput.py --models reactnet_18 --variants bn,bf \\
+        --input-size 32 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import bnn_keras  # noqa: F401  (Keras 2 before TensorFlow)
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="reactnet_18", help="comma-separated model names")
+    p.add_argument("--variants", default="bn,bf", help="comma-separated variants")
+    p.add_argument("--input-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--agc", type=float, default=None,
+                   help="AGC clip factor for every variant [default: 0.02 for BN-free and "
+                        "none, off for bn, as in the recipes]")
+    p.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = _parse()
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from bnn_keras import models
+    from bnn_keras.training import TrainingModel
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    rng = np.random.default_rng(0)
+    shape = (args.input_size, args.input_size, 3)
+    x = tf.constant(rng.normal(size=(args.batch_size, *shape)).astype(np.float32))
+    y = tf.constant(rng.integers(0, args.num_classes, args.batch_size).astype(np.int32))
+
+    steps = {}
+    for name in args.models.split(","):
+        for variant in args.variants.split(","):
+            net = models.create(name, variant, args.num_classes, shape)
+            agc = args.agc if args.agc is not None else (0.0 if variant == "bn" else 0.02)
+            trainer = TrainingModel(net, agc_clip=agc)
+            trainer.compile(optimizer=keras.optimizers.Adam(1e-3),
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            step = tf.function(trainer.train_step, reduce_retracing=True)
+            for _ in range(args.warmup):
+                step((x, y))
+            steps[(name, variant)] = step
+    best = {key: float("inf") for key in steps}
+    for _ in range(args.repeats):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                out = step((x, y))
+            float(out["loss"])  # wait for the last step
+            best[key] = min(best[key], time.perf_counter() - start)
+
+    print(f"training-step throughput: input {args.input_size}x{args.input_size}, batch "
+          f"{args.batch_size}, {args.steps} steps x best of {args.repeats}, "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}")
+    agc = "recipe (bn off, others 0.02)" if args.agc is None else args.agc
+    print(f"AGC: {agc}")
+    print(f"{'model':<16}{'variant':<9}{'images/s':>10}{'ms/step':>10}{'vs bn':>8}")
+    for (name, variant), seconds in best.items():
+        ips = args.steps * args.batch_size / seconds
+        bn = best.get((name, "bn"))
+        ratio = f"{bn / seconds:.2f}x" if bn else "-"
+        print(f"{name:<16}{variant:<9}{ips:>10.1f}{1000 * seconds / args.steps:>10.1f}"
+              f"{ratio:>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""tfds sets (mocked, offline), image folders and the augmentations: shapes and ranges."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from bnn_keras import data
+from bnn_keras.data import augment as aug
+from bnn_keras.errors import BnnError
+
+
+@pytest.fixture(scope="module")
+def mock_tfds():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        yield
+
+
+@pytest.mark.parametrize("name,classes,size,mean", [
+    ("cifar10", 10, 32, aug.CIFAR10_MEAN), ("cifar100", 100, 32, aug.CIFAR100_MEAN),
+])
+def test_cifar_pipelines(mock_tfds, name, classes, size, mean):
+    ds = data.load(name, batch_size=3, seed=1, data_dir="/nonexistent-tfds")
+    assert ds.num_classes == classes and ds.input_shape == (size, size, 3)
+    assert ds.mean == mean and len(ds.std) == 3
+    assert ds.train_size == 6 and ds.test_size == 6
+    x, y = next(iter(ds.train))
+    assert x.shape == (3, size, size, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
+    lo = (0 - np.array(mean)) / np.array(ds.std)
+    hi = (1 - np.array(mean)) / np.array(ds.std)
+    assert np.all(x.numpy() >= lo.min() - 1e-5) and np.all(x.numpy() <= hi.max() + 1e-5)
+    xt, _ = next(iter(ds.test))
+    assert xt.shape == (3, size, size, 3)
+
+
+@pytest.mark.parametrize("name,classes", [("imagenet2012", 1000), ("imagenette", 10)])
+def test_imagenet_style_pipelines(mock_tfds, name, classes):
+    ds = data.load(name, batch_size=2, manual_dir="/nonexistent-manual", image_size=64)
+    assert ds.num_classes == classes and ds.input_shape == (64, 64, 3)
+    assert ds.mean == aug.IMAGENET_MEAN
+    x, y = next(iter(ds.train))
+    xt, yt = next(iter(ds.test))
+    assert x.shape == xt.shape == (2, 64, 64, 3)
+    assert np.all((yt.numpy() >= 0) & (yt.numpy() < classes))
+
+
+def _write_folder(root, classes=("cat", "dog", "eel"), per_class=3, rng=None):
+    rng = rng or np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, cls in enumerate(classes):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                h, w = int(rng.integers(20, 48)), int(rng.integers(20, 48))
+                pixels = np.full((h, w, 3), 40 * c, np.uint8) + rng.integers(0, 30, (h, w, 3),
+                                                                            dtype=np.uint8)
+                suffix = ".png" if i % 2 else ".jpg"
+                mode = "L" if i == 2 else "RGB"  # a greyscale file too
+                Image.fromarray(pixels).convert(mode).save(folder / f"{i}{suffix}")
+    return root
+
+
+def test_image_folder(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    ds = data.load(f"folder:{root}", batch_size=4, image_size=24)
+    assert ds.class_names == ("cat", "dog", "eel") and ds.num_classes == 3
+    assert ds.train_size == 9 and ds.test_size == 9 and ds.input_shape == (24, 24, 3)
+    labels = np.concatenate([y.numpy() for _, y in ds.test])
+    np.testing.assert_array_equal(labels, np.repeat([0, 1, 2], 3))
+    for x, _ in ds.train:
+        assert x.shape[1:] == (24, 24, 3) and np.all(np.isfinite(x.numpy()))
+    a = np.concatenate([x.numpy() for x, _ in ds.test])
+    b = np.concatenate([x.numpy() for x, _ in ds.test])
+    np.testing.assert_array_equal(a, b)  # evaluation is deterministic
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(BnnError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'nothing'}")
+    root = _write_folder(tmp_path / "odd", per_class=1)
+    (root / "val" / "eel" / "0.jpg").unlink()
+    (root / "val" / "eel").rmdir()
+    with pytest.raises(BnnError, match="same class folders"):
+        data.load(f"folder:{root}")
+    assert data.is_known(f"folder:{root}") and not data.is_known("folder:")
+
+
+def test_unknown_augment():
+    with pytest.raises(BnnError, match="augmentation"):
+        from bnn_keras.data.images import train_transform
+
+        train_transform("cifar", 32, aug.CIFAR10_MEAN, aug.CIFAR10_STD, augment="mixup")
+
+
+def test_pad_crop_flip_is_a_shifted_window(rng):
+    image = rng.uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
+    for _ in range(5):
+        out = aug.pad_crop_flip(tf.constant(image)).numpy()
+        assert out.shape == image.shape
+        windows = [padded[i:i + 8, j:j + 8] for i in range(9) for j in range(9)]
+        assert any(np.array_equal(out, w) or np.array_equal(out, w[:, ::-1]) for w in windows)
+
+
+def test_crops_shapes_and_ranges(rng):
+    image = tf.constant(rng.uniform(0, 255, (40, 70, 3)).astype(np.float32))
+    for _ in range(5):
+        out = aug.random_resized_crop(image, 32).numpy()
+        assert out.shape == (32, 32, 3) and out.min() >= 0 and out.max() <= 255
+    centre = aug.resize_center_crop(image, 28, 32).numpy()
+    assert centre.shape == (28, 28, 3) and centre.min() >= 0 and centre.max() <= 255
+    flat = aug.resize_center_crop(tf.fill((20, 50, 3), 7.0), 16, 18).numpy()
+    np.testing.assert_allclose(flat, 7.0, atol=1e-4)
+    norm = aug.normalize(tf.fill((2, 2, 3), 255.0), aug.IMAGENET_MEAN, aug.IMAGENET_STD).numpy()
+    np.testing.assert_allclose(norm[0, 0], (1 - np.array(aug.IMAGENET_MEAN))
+                               / np.array(aug.IMAGENET_STD), rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", sorted(aug.RAND_AUGMENT_OPS))
+def test_rand_augment_ops_keep_shape_and_range(op, rng):
+    image = tf.constant(rng.uniform(0, 255, (16, 20, 3)).astype(np.float32))
+    out = aug.RAND_AUGMENT_OPS[op](image, tf.constant(10.0)).numpy()
+    assert out.shape == (16, 20, 3) and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    if op not in ("AutoContrast",):  # random pixels already span [0, 255]
+        assert not np.allclose(out, image.numpy()), op
+
+
+def test_rand_augment_values(rng):
+    image = tf.constant(rng.uniform(0, 255, (8, 8, 3)).astype(np.float32))
+    np.testing.assert_allclose(aug.RAND_AUGMENT_OPS["Invert"](image, 0.0), 255 - image.numpy())
+    sol = aug.RAND_AUGMENT_OPS["SolarizeIncreasing"](image, tf.constant(5.0)).numpy()
+    expect = np.where(image.numpy() >= 128, 255 - image.numpy(), image.numpy())
+    np.testing.assert_allclose(sol, expect)
+    post = aug.RAND_AUGMENT_OPS["PosterizeIncreasing"](image, tf.constant(10.0)).numpy()
+    assert set(np.unique(post)) <= {0.0, 128.0}  # 1 bit left at the top level
+    out = aug.rand_augment(image, num_layers=3, magnitude=9, magnitude_std=0.5).numpy()
+    assert out.shape == (8, 8, 3) and 0 <= out.min() and out.max() <= 255
+    same = aug.rand_augment(image, num_layers=2, prob=0.0).numpy()
+    np.testing.assert_allclose(same, image.numpy())
