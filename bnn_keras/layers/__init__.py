@@ -1,6 +1,8 @@
 """Keras layers for binary networks: weight-standardised convs and ReActNet activations."""
 
 from bnn_keras.layers.activations import LearnableBias, RPReLU
+from bnn_keras.layers.bnext_layers import ChannelGate, RecouplingMix, UnitIntervalClip
 from bnn_keras.layers.ws_conv import ScaledStdConv2D, ScaledStdQuantConv2D
 
 __all__ = ["LearnableBias", "RPReLU", "ScaledStdConv2D", "ScaledStdQuantConv2D"]
+__all__ += ["ChannelGate", "RecouplingMix", "UnitIntervalClip"]

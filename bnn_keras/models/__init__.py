@@ -5,6 +5,8 @@ named ``classifier``. ``names()`` lists the registered models.
 """
 
 from bnn_keras.models import reactnet_resnet  # noqa: F401  (registers its models)
+
+from bnn_keras.models import reactnet_a, birealnet, bnext, larq_zoo  # noqa: F401  # isort: skip
 from bnn_keras.models.registry import ModelEntry, create, get, names, register
 from bnn_keras.models.stats import ModelStats, model_stats
 

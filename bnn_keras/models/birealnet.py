@@ -1,0 +1,115 @@
+"""Bi-Real Net (Liu et al., ECCV 2018): ``birealnet_18`` and ``birealnet_34``.
+
+Stages of 64/128/256/512 channels with ``[4, 4, 4, 4]`` (18) or ``[6, 8, 12, 6]`` (34)
+blocks, each ``BN(bconv3x3(sign(x))) + shortcut``: one binary 3x3 conv per block and a
+real-valued shortcut around it. The first block of stages 2-4 has stride 2 and a
+downsampling shortcut ``2x2 average pool -> real 1x1 conv -> BN``. The stem is a 7x7
+stride-2 conv, BN and a 3x3 stride-2 max-pool (``imagenet``) or a 3x3 conv and BN
+(``small``, for inputs under 112 pixels); then global pool and the classifier.
+Activations are binarised with ``approx_sign`` (Bi-Real's piecewise-quadratic gradient)
+and weights with larq's ``magnitude_aware_sign`` (sign times the mean |w| per filter).
+There is no other nonlinearity and no learnable bias before the sign (that is ReActNet,
+see :mod:`bnn_keras.models.reactnet_resnet`).
+
+Variants:
+    ``bn``  the paper's model.
+    ``bf``  BN-free (new: no published Bi-Real Net has one): scaled-WS convs, each block
+            ``h + alpha * bconv(sign(h))`` with ``alpha = 0.2`` folded into the binary
+            conv. A sign ignores any positive scale, so no ``beta`` is needed before
+            it; the expected variance ``1 + k * alpha**2`` is tracked to give the
+            transition shortcut conv the gain ``strides * beta`` that resets the
+            stream to unit variance at each stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.models.common import (
+    batch_norm,
+    binary_conv,
+    classifier_head,
+    real_conv,
+    resolve_stem,
+)
+from bnn_keras.models.registry import register
+
+VARIANTS = ("bn", "bf")
+WIDTHS = (64, 128, 256, 512)
+
+
+def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
+           alpha: float, beta: float) -> tf.Tensor:
+    in_filters = int(x.shape[-1])
+    bf = variant == "bf"
+    h = binary_conv(x, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
+                    output_scale=alpha if bf else 1.0)
+    h = batch_norm(h, variant, f"{name}_bn")
+    shortcut = x
+    if strides != 1 or in_filters != filters:
+        if strides != 1:
+            shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_down_pool")(shortcut)
+        shortcut = real_conv(shortcut, filters, 1, variant=variant, name=f"{name}_down_conv",
+                             output_scale=beta * strides if bf else 1.0)
+        shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
+    return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+
+
+def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
+                    input_shape: tuple[int, int, int], stem: str = "auto",
+                    alpha: float = 0.2, widths: Sequence[int] = WIDTHS,
+                    name: str = "birealnet") -> keras.Model:
+    """Build a Bi-Real Net with ``blocks[i]`` blocks in stage ``i``.
+
+    Args:
+        blocks: blocks per stage, e.g. ``(4, 4, 4, 4)`` for Bi-Real Net 18.
+        variant: ``"bn"`` or ``"bf"``.
+        num_classes: classifier outputs (logits).
+        input_shape: ``(height, width, channels)``.
+        stem: ``"imagenet"``, ``"small"`` or ``"auto"`` (see
+            :func:`bnn_keras.models.common.resolve_stem`).
+        alpha: the BN-free residual branch scale.
+        widths: channels of each stage.
+        name: model name prefix.
+    """
+    stem = resolve_stem(stem, input_shape)
+    inputs = keras.Input(input_shape, name="image")
+    if stem == "imagenet":
+        x = real_conv(inputs, widths[0], 7, strides=2, variant=variant, name="stem_conv")
+        x = batch_norm(x, variant, "stem_bn")
+        x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
+    else:
+        x = real_conv(inputs, widths[0], 3, variant=variant, name="stem_conv")
+        x = batch_norm(x, variant, "stem_bn")
+    for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
+        expected_var = 1.0
+        for b in range(n_blocks):
+            strides = 2 if (b == 0 and stage > 1) else 1
+            if strides != 1 or int(x.shape[-1]) != filters:
+                expected_var = 1.0
+            x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
+                       expected_var**-0.5)
+            expected_var += alpha**2
+    outputs = classifier_head(x, num_classes)
+    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+
+
+@register("birealnet_18", variants=VARIANTS, family="birealnet",
+          paper="Bi-Real Net (Liu et al., ECCV 2018), 18 layers; bf variant is new")
+def birealnet_18(variant: str, num_classes: int, input_shape: tuple[int, int, int],
+                 **kwargs) -> keras.Model:
+    """Bi-Real Net 18; ``kwargs`` go to :func:`build_birealnet`."""
+    return build_birealnet((4, 4, 4, 4), variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name="birealnet_18", **kwargs)
+
+
+@register("birealnet_34", variants=VARIANTS, family="birealnet",
+          paper="Bi-Real Net (Liu et al., ECCV 2018), 34 layers; bf variant is new")
+def birealnet_34(variant: str, num_classes: int, input_shape: tuple[int, int, int],
+                 **kwargs) -> keras.Model:
+    """Bi-Real Net 34; ``kwargs`` go to :func:`build_birealnet`."""
+    return build_birealnet((6, 8, 12, 6), variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name="birealnet_34", **kwargs)

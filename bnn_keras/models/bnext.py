@@ -1,0 +1,229 @@
+"""BNext (Guo et al., "Towards Optimization-Friendly Binary Neural Network", TMLR 2023).
+
+``bnext_tiny``, ``bnext_small``, ``bnext_middle`` and ``bnext_large``: a MobileNet-V1 /
+ReActNet-A layout (see :data:`CONFIGS`). A real 3x3 stem conv (stride 2, or 1 with the
+``small`` stem) and BN, then blocks of one 3x3 module and one 1x1 module, or two 1x1
+modules concatenated when a block doubles its channels. The first block whose width
+changes after block 1 in each stage has stride 2 (its shortcuts are 2x2 average pools).
+Head: PReLU, global pool, classifier.
+
+Every module maps ``x`` (``C`` channels) to ``C`` channels::
+
+    h = PReLU(BN1(bconv(sign(x + b))))                     # the binary "processor"
+    m = s * u + (1 - s) * h                                 # Info-Recoupling, s in [0, 1]
+    h = h * SE(m)                                           # SE gate C -> C/8 -> C, sigmoid
+    FFN module:            y = BN2(h) + u
+    ELM-Attention module:  r = PReLU'(x) (pooled);  y = BN2(h * r) + r
+
+``u`` is ``x``, 2x2-average-pooled at stride 2. ELM-Attention replaces the FFN form in
+the 3x3 module of every even block (1-based) and of every stride-2 block. Signs use a
+straight-through gradient clipped to ``[-1.5, 1.5]`` (``SteSign(clip_value=1.5)``), on
+activations and on the plain-sign weights (``bn``; latent weights clipped to 1.5).
+
+Variants:
+    ``bn``  the paper's model.
+    ``bf``  BN-free, in the spirit of :mod:`bnn_keras.models.reactnet_resnet`'s ``bf``:
+            a scaled-WS stem and scaled-WS binary convs (their gain replaces BN1), no BN2,
+            and each module in the NF form ``y = u' + alpha * g(beta * x)`` with
+            ``alpha = 0.2`` (folded into the SE gate) and ``beta = 1/sqrt(Var)`` (folded
+            into the bias before the sign and into the recoupling mix). The ELM module
+            keeps the identity shortcut (``u' = u``) and uses ``PReLU'(beta * x)`` only as
+            the multiplier (``beta`` folded into the gate too). The expected variance
+            grows by ``alpha**2`` per module and is reset to 1 at each stride-2 block,
+            whose pooled shortcut is scaled by ``strides * beta`` (as in
+            ``reactnet_resnet``: pooling divides the variance of uncorrelated features
+            by ``strides**2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import larq as lq
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.layers import ChannelGate, LearnableBias, RecouplingMix, ScaledStdQuantConv2D
+from bnn_keras.models.common import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    classifier_head,
+    real_conv,
+    resolve_stem,
+)
+from bnn_keras.models.registry import register
+
+VARIANTS = ("bn", "bf")
+SIGN_CLIP = 1.5
+SE_RATIO = 8
+PAPER = 'BNext (Guo et al., "Towards Optimization-Friendly Binary Neural Network", TMLR 2023)'
+
+
+@dataclass(frozen=True)
+class BNextConfig:
+    """Stem width and the output width of each block (a width change means stride 2,
+    except for block 1)."""
+
+    stem: int
+    blocks: tuple[int, ...]
+
+
+def _widths(base: int, repeats: Sequence[int]) -> tuple[int, ...]:
+    out: list[int] = [2 * base]
+    for i, n in enumerate(repeats):
+        out += [base * 2 ** (i + 2)] * n
+    return tuple(out)
+
+
+#: tiny: ReActNet-A's widths; small: 1.5x wider; middle: 21 blocks; large: 29 blocks.
+CONFIGS: dict[str, BNextConfig] = {
+    "tiny": BNextConfig(32, _widths(32, (2, 2, 6, 2))),
+    "small": BNextConfig(48, _widths(48, (2, 2, 6, 2))),
+    "middle": BNextConfig(48, _widths(48, (4, 4, 8, 4))),
+    "large": BNextConfig(64, _widths(64, (4, 4, 16, 4))),
+}
+
+
+def _prelu(x: tf.Tensor, name: str) -> tf.Tensor:
+    """Per-channel PReLU with PyTorch's initial slope 0.25."""
+    return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25),
+                              shared_axes=[1, 2], name=name)(x)
+
+
+def _bn(x: tf.Tensor, name: str) -> tf.Tensor:
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                           name=name)(x)
+
+
+def _binary_conv(x: tf.Tensor, filters: int, kernel_size: int, strides: int, variant: str,
+                 name: str) -> tf.Tensor:
+    """``bconv(sign(x))`` with BNext's clipped STE; scaled-WS kernels in ``bf``."""
+    common = dict(strides=strides, padding="same", pad_values=1.0, use_bias=False,
+                  input_quantizer=lq.quantizers.SteSign(clip_value=SIGN_CLIP), name=name)
+    if variant == "bf":
+        return ScaledStdQuantConv2D(filters, kernel_size, **common)(x)
+    return lq.layers.QuantConv2D(
+        filters, kernel_size, kernel_quantizer=lq.quantizers.SteSign(clip_value=SIGN_CLIP),
+        kernel_constraint=lq.constraints.WeightClip(SIGN_CLIP),
+        kernel_initializer="glorot_normal", **common)(x)
+
+
+def _se_gate(x: tf.Tensor, name: str) -> tf.Tensor:
+    """Squeeze-excitation: global pool, ``C -> C/8`` ReLU, ``-> C`` sigmoid: ``(B,1,1,C)``."""
+    channels = int(x.shape[-1])
+    g = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    g = keras.layers.Dense(max(1, channels // SE_RATIO), activation="relu",
+                           name=f"{name}_se_reduce")(g)
+    return keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(g)
+
+
+def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant: str,
+            name: str, alpha: float = 0.2, beta: float = 1.0) -> tf.Tensor:
+    """One BNext module, ``C -> C`` channels (see the module docstring)."""
+    channels = int(x.shape[-1])
+    bf = variant == "bf"
+    pooled = x
+    if strides != 1:
+        pooled = keras.layers.AveragePooling2D(strides, name=f"{name}_pool")(x)
+
+    h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
+    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv")
+    if not bf:
+        h = _bn(h, f"{name}_bn1")
+    h = _prelu(h, f"{name}_prelu")
+    # bf: the pooled stream is scaled to unit variance; an average pool divides the
+    # variance of spatially uncorrelated features by strides**2 (as in reactnet_resnet)
+    unit = beta * strides
+    mix = RecouplingMix(input_scale=unit if bf else 1.0, name=f"{name}_mix")([pooled, h])
+    gate = _se_gate(mix, name)
+
+    if not bf:
+        h = ChannelGate(name=f"{name}_gate")([h, gate])
+        shortcut = pooled
+        if elm:
+            shortcut = _prelu(x, f"{name}_res_prelu")
+            if strides != 1:
+                shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_res_pool")(
+                    shortcut)
+            h = keras.layers.Multiply(name=f"{name}_attend")([h, shortcut])
+        h = _bn(h, f"{name}_bn2")
+        return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+
+    # bf: y = u' + alpha * gate * h (* PReLU'(beta * u) for ELM), constants on the gate
+    h = ChannelGate(scale=alpha * unit if elm else alpha, name=f"{name}_gate")([h, gate])
+    if elm:
+        h = keras.layers.Multiply(name=f"{name}_attend")([h, _prelu(pooled,
+                                                                    f"{name}_res_prelu")])
+    shortcut = pooled
+    if strides != 1:
+        shortcut = keras.layers.Rescaling(unit, name=f"{name}_pool_scale")(pooled)
+    return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+
+
+def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
+                input_shape: tuple[int, int, int], stem: str = "auto", alpha: float = 0.2,
+                name: str = "bnext") -> keras.Model:
+    """Build a BNext network.
+
+    Args:
+        config: stem and block widths (one of :data:`CONFIGS`).
+        variant: ``"bn"`` or ``"bf"``.
+        num_classes: classifier outputs (logits).
+        input_shape: ``(height, width, channels)``.
+        stem: ``"imagenet"`` (stride-2 stem), ``"small"`` (stride 1) or ``"auto"``
+            (``imagenet`` from 112 pixels up).
+        alpha: the BN-free residual branch scale.
+        name: model name prefix.
+    """
+    stem = resolve_stem(stem, input_shape)
+    inputs = keras.Input(input_shape, name="image")
+    x = real_conv(inputs, config.stem, 3, strides=2 if stem == "imagenet" else 1,
+                  variant=variant, name="stem_conv")
+    if variant != "bf":
+        x = _bn(x, "stem_bn")
+    expected_var = 1.0
+    for i, filters in enumerate(config.blocks, start=1):
+        in_filters = int(x.shape[-1])
+        strides = 2 if (i > 1 and filters != in_filters) else 1
+        elm = i % 2 == 0 or strides == 2
+        if strides != 1:
+            expected_var = 1.0  # the pooled shortcut is scaled to unit variance (bf)
+        name_i = f"block{i}"
+        x = _module(x, 3, strides, elm=elm, variant=variant, name=f"{name_i}_3x3",
+                    alpha=alpha, beta=expected_var**-0.5)
+        expected_var += alpha**2
+        beta = expected_var**-0.5
+        if filters == in_filters:
+            x = _module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1",
+                        alpha=alpha, beta=beta)
+        elif filters == 2 * in_filters:
+            parts = [_module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1_{j}",
+                             alpha=alpha, beta=beta) for j in (1, 2)]
+            x = keras.layers.Concatenate(name=f"{name_i}_concat")(parts)
+        else:
+            raise ValueError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
+                             "keep or double their width")
+        expected_var += alpha**2
+    x = _prelu(x, "head_prelu")
+    outputs = classifier_head(x, num_classes)
+    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+
+
+def _register(size: str) -> None:
+    model_name = f"bnext_{size}"
+
+    paper = f"{PAPER}, BNext-{size[0].upper()}"
+
+    @register(model_name, variants=VARIANTS, family="bnext", paper=paper)
+    def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int],
+                **kwargs) -> keras.Model:
+        return build_bnext(CONFIGS[size], variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name=model_name, **kwargs)
+
+    builder.__name__ = model_name
+    builder.__doc__ = f"BNext-{size[0].upper()} ({size}); ``kwargs`` go to :func:`build_bnext`."
+
+
+for _size in CONFIGS:
+    _register(_size)

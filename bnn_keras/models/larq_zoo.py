@@ -1,0 +1,72 @@
+"""larq-zoo baselines, untrained: ``lqz_quicknet_small``, ``lqz_quicknet``,
+``lqz_quicknet_large`` and ``lqz_birealnet``.
+
+Built with larq-zoo's own model functions (``weights=None``, ``include_top=False``, the
+requested ``input_shape``), so the body is exactly larq-zoo's. larq-zoo's top ends in a
+softmax; the registry's convention is logits from a ``Dense`` named ``classifier``, so
+the top is rebuilt as larq-zoo builds it minus the softmax: QuickNet's ReLU, a global
+average pool and a float ``Dense`` (larq-zoo uses a ``QuantDense`` without quantizers
+for QuickNet, which is the same float layer). Only the ``bn`` variant exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tf_keras as keras
+
+from bnn_keras.models.common import classifier_head
+from bnn_keras.models.registry import register
+
+VARIANTS = ("bn",)
+
+
+def _zoo_function(name: str) -> Callable[..., keras.Model]:
+    import larq_zoo
+
+    return {
+        "quicknet_small": larq_zoo.sota.QuickNetSmall,
+        "quicknet": larq_zoo.sota.QuickNet,
+        "quicknet_large": larq_zoo.sota.QuickNetLarge,
+        "birealnet": larq_zoo.literature.BiRealNet,
+    }[name]
+
+
+def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, int, int],
+                   relu_top: bool) -> keras.Model:
+    """larq-zoo's ``zoo_name`` body with a logits head.
+
+    Args:
+        zoo_name: ``"quicknet_small"``, ``"quicknet"``, ``"quicknet_large"`` or
+            ``"birealnet"``.
+        num_classes: classifier outputs (logits).
+        input_shape: ``(height, width, channels)``.
+        relu_top: apply a ReLU before the pool, as larq-zoo's QuickNet top does.
+    """
+    body = _zoo_function(zoo_name)(input_shape=tuple(input_shape), weights=None,
+                                   include_top=False)
+    x = body.output
+    if relu_top:
+        x = keras.layers.ReLU(name="top_relu")(x)
+    outputs = classifier_head(x, num_classes)
+    return keras.Model(body.input, outputs, name=f"lqz_{zoo_name}_bn")
+
+
+def _register(zoo_name: str, paper: str, relu_top: bool) -> None:
+    model_name = f"lqz_{zoo_name}"
+
+    @register(model_name, variants=VARIANTS, family="larq_zoo", paper=paper)
+    def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int]
+                ) -> keras.Model:
+        return build_larq_zoo(zoo_name, num_classes=num_classes, input_shape=input_shape,
+                              relu_top=relu_top)
+
+    builder.__name__ = model_name
+    builder.__doc__ = f"larq-zoo's {zoo_name} (weights=None) with a logits head."
+
+
+_register("quicknet_small", "QuickNetSmall (larq-zoo 2.x, Bannink et al. 2021)", True)
+_register("quicknet", "QuickNet (larq-zoo 2.x, Bannink et al. 2021)", True)
+_register("quicknet_large", "QuickNetLarge (larq-zoo 2.x, Bannink et al. 2021)", True)
+_register("birealnet", "Bi-Real Net 18 as implemented in larq-zoo (Liu et al., ECCV 2018)",
+          False)

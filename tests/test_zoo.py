@@ -1,0 +1,180 @@
+"""The model zoo: the papers' counts, LCE lowering, training steps and ``.keras`` round trips.
+
+Conversion costs about a second per layer on a loaded 2-core machine, so CI converts one
+model per code path of each family, in every variant (``DEPLOY``); the other sizes share
+those builders and are checked by ``benchmarks/zoo_export.py``. Set ``BNN_ZOO_ALL=1`` to
+run the deploy test on every registered zoo model and variant.
+"""
+
+import os
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras import export, models
+from bnn_keras.io import load_keras_model
+from bnn_keras.layers import ChannelGate, RecouplingMix
+
+ZOO = ["reactnet_a", "birealnet_18", "birealnet_34", "bnext_tiny", "bnext_small",
+       "bnext_middle", "bnext_large", "lqz_quicknet_small", "lqz_quicknet",
+       "lqz_quicknet_large", "lqz_birealnet"]
+
+#: 1-bit weights, exactly (issue 3; larq-zoo's from its own architecture).
+BINARY_PARAMS = {
+    "reactnet_a": 28_253_184, "bnext_tiny": 28_253_184, "bnext_small": 63_569_664,
+    "bnext_middle": 126_238_464, "bnext_large": 308_310_016,
+    "birealnet_18": 10_985_472, "birealnet_34": 21_086_208, "lqz_birealnet": 10_985_472,
+    "lqz_quicknet_small": 11_980_800, "lqz_quicknet": 12_533_760,
+    "lqz_quicknet_large": 22_634_496,
+}
+#: binary convs each model must lower to LceBconv2d.
+BINARY_CONVS = {"reactnet_a": 31, "bnext_tiny": 31, "birealnet_18": 16, "birealnet_34": 32,
+                "lqz_birealnet": 16, "lqz_quicknet_small": 16, "lqz_quicknet": 16,
+                "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 51,
+                "bnext_large": 71}
+
+DEPLOY = [("reactnet_a", "bn"), ("reactnet_a", "bf"), ("reactnet_a", "none"),
+          ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("bnext_tiny", "bn"),
+          ("bnext_tiny", "bf"), ("lqz_quicknet_small", "bn"), ("lqz_birealnet", "bn")]
+if os.environ.get("BNN_ZOO_ALL"):
+    DEPLOY = [(n, v) for n in ZOO for v in models.get(n).variants]
+
+SMALL = (32, 32, 3)
+
+
+def test_zoo_is_registered():
+    names = models.names()
+    assert set(ZOO) <= set(names)
+    assert names.index("reactnet_18") < names.index("reactnet_a")  # reactnet first
+    assert models.get("reactnet_a").variants == ("bf", "bn", "none")
+    for name in ("birealnet_18", "birealnet_34", "bnext_tiny", "bnext_large"):
+        assert models.get(name).variants == ("bn", "bf")
+    assert all(models.get(n).variants == ("bn",) for n in ZOO if n.startswith("lqz_"))
+
+
+@pytest.mark.parametrize("name, binary_macs, ops, rel", [
+    ("reactnet_a", None, 0.87e8, 0.02),
+    ("birealnet_18", 1.676e9, 1.64e8, 0.01),
+    ("birealnet_34", None, 1.93e8, 0.01),
+    ("bnext_tiny", None, None, None),
+    ("bnext_small", None, None, None),
+    ("bnext_middle", None, None, None),
+    ("bnext_large", None, None, None),
+])
+def test_imagenet_counts(name, binary_macs, ops, rel):
+    """The papers' figures at 224x224x3 and 1000 classes (bn variant; built, not run)."""
+    model = models.create(name, "bn", 1000, (224, 224, 3))
+    s = models.model_stats(model)
+    assert s.binary_params == BINARY_PARAMS[name]
+    if binary_macs:
+        assert s.binary_macs == pytest.approx(binary_macs, rel=rel)
+    if ops:
+        assert s.ops == pytest.approx(ops, rel=rel)
+    assert model.output_shape == (None, 1000)
+    assert model.get_layer("classifier").units == 1000
+
+
+def _float_layers(model, cls, binary):
+    return [lay for lay in model.layers if isinstance(lay, cls)
+            and not isinstance(lay, keras.layers.DepthwiseConv2D) and lay not in binary]
+
+
+def _stream_stds(model, x):
+    adds = [lay.output for lay in model.layers if lay.name.endswith(("_add", "_add1", "_add2"))]
+    return [float(np.std(o)) for o in keras.Model(model.input, adds)(x)]
+
+
+@pytest.mark.parametrize("name, variant", DEPLOY, ids=[f"{n}-{v}" for n, v in DEPLOY])
+def test_trains_round_trips_and_deploys(name, variant, tmp_path, rng):
+    """One build per model: counts, a few training steps, ``.keras`` round trip, and an LCE
+    conversion with every binary conv lowered and the interpreter agreeing with Keras."""
+    model = models.create(name, variant, 10, SMALL)
+    assert model.output_shape == (None, 10)
+    assert model.layers[-1].name == "classifier"
+    stats = models.model_stats(model)
+    assert stats.binary_params == BINARY_PARAMS[name]  # independent of input and classes
+    binary = export.binary_conv_layers(model)
+    assert len(binary) == BINARY_CONVS[name]
+    for layer in binary:  # what LCE needs to lower without a padding correction
+        assert layer.padding == "valid" or layer.kernel_size == (1, 1) or (
+            layer.pad_values == 1.0), layer.name
+    assert not [lay for lay in model.layers if isinstance(lay, lq.layers.QuantDense)
+                and getattr(lay.kernel_quantizer, "precision", 32) == 1]
+
+    x = rng.standard_normal((6, *SMALL)).astype(np.float32)
+    if variant == "bf":  # the residual stream starts at about unit variance
+        stds = _stream_stds(model, x)
+        assert stds and all(0.5 <= s <= 2.0 for s in stds), stds
+
+    # a few steps (eager: tracing a 300-layer graph costs more than the steps)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, np.arange(6) % 10, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = load_keras_model(path)
+    np.testing.assert_allclose(loaded(x[:2]).numpy(), model(x[:2]).numpy(), rtol=1e-4,
+                               atol=1e-4)
+
+    flatbuffer = export.convert(model)
+    counts = export.op_counts(flatbuffer)
+    assert counts.get("LceBconv2d", 0) == len(binary), counts
+    # only the real convs and Dense layers stay float: no binary layer fell back
+    assert counts.get("CONV_2D", 0) == len(_float_layers(model, keras.layers.Conv2D, binary))
+    assert counts.get("FULLY_CONNECTED", 0) == len(
+        _float_layers(model, keras.layers.Dense, binary))
+    producers = export.input_producers(flatbuffer, "LceQuantize")
+    assert producers and all("MUL" not in p for p in producers), producers
+    agreement = export.compare(model, flatbuffer, x[:4])
+    assert agreement.top1_agreement == 1.0, agreement
+
+
+def test_recoupling_mix_is_clamped_and_serialises(tmp_path, rng):
+    u = keras.Input((4, 4, 3))
+    x = keras.Input((4, 4, 3))
+    mix = RecouplingMix(input_scale=0.5, initial_mix=0.25, name="mix")([u, x])
+    gate = keras.layers.Dense(3, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D(keepdims=True)(mix))
+    y = ChannelGate(scale=0.2, name="gate")([x, gate])
+    model = keras.Model([u, x], y)
+    a, b = (rng.standard_normal((2, 4, 4, 3)).astype(np.float32) for _ in range(2))
+    s = model.get_layer("mix").mix
+    np.testing.assert_allclose(s.numpy(), 0.25)
+    expected = 0.25 * 0.5 * a + 0.75 * b
+    np.testing.assert_allclose(keras.Model([u, x], mix)([a, b]).numpy(), expected, rtol=1e-5,
+                               atol=1e-6)
+    s.assign([1.5, -0.5, 0.5])
+    opt = keras.optimizers.SGD(0.0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model([a, b]))
+    opt.apply_gradients(zip(tape.gradient(loss, [s]), [s]))
+    np.testing.assert_allclose(s.numpy(), [1.0, 0.0, 0.5])  # the constraint clamps to [0, 1]
+
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = load_keras_model(path)
+    np.testing.assert_allclose(loaded([a, b]).numpy(), model([a, b]).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    for layer_name in ("mix", "gate"):
+        assert loaded.get_layer(layer_name).get_config() == model.get_layer(
+            layer_name).get_config()
+
+
+def test_bnext_elm_attention_placement():
+    """ELM-Attention on the even blocks and on every stride-2 block; two concatenated 1x1
+    modules exactly where the width doubles."""
+    model = models.create("bnext_tiny", "bn", 10, SMALL)
+    names = {lay.name for lay in model.layers}
+    elm = [i for i in range(1, 14) if f"block{i}_3x3_attend" in names]
+    assert elm == [2, 4, 6, 8, 10, 12]
+    doubled = [i for i in range(1, 14) if f"block{i}_concat" in names]
+    assert doubled == [1, 2, 4, 6, 12]
+    strided = [i for i in range(1, 14) if f"block{i}_3x3_pool" in names]
+    assert strided == [2, 4, 6, 12]
+    assert model.get_layer("block1_3x3_se_reduce").units == 32 // 8
