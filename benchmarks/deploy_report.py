@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - report it and go on with the next model
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             rows.append({"model": name, "error": f"{type(err).__name__}: {first}"})
-        print(f"{name}: done in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+        last = rows[-1]
+        summary = (f"error: {last['error']}" if "error" in last else
+                   f"{last['tflite MiB']:.2f} MiB, {last['size/ideal']:.2f}x ideal, "
+                   f"LCE {last['LCE ms']:.1f} ms, float {last['float ms']:.1f} ms")
+        print(f"{name}: {summary} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"LCE .tflite vs float TFLite (XNNPACK) at {args.input_size}x{args.input_size}, "
           f"local CPU, {args.runs} runs")
     print(format_rows(rows))
