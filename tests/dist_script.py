@@ -1,0 +1,73 @@
+"""Worker script for tests/test_distribute.py: train a few steps, save the weights.
+
+python tests/dist_script.py MODE VARIANT OUT.npz [--sync-bn] [--agc-per-replica]
+MODE: single | mirrored (2 logical CPUs) | multiworker (TF_CONFIG set by the caller)
+"""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+import bnn_keras  # noqa: F401  (before TensorFlow)
+
+mode, variant, out = sys.argv[1:4]
+flags = set(sys.argv[4:])
+if mode == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import tf_keras as keras  # noqa: E402
+
+from bnn_keras.models.reactnet_resnet import build_reactnet_resnet  # noqa: E402
+from bnn_keras.training import TrainingModel, adaptive_clip  # noqa: E402
+from bnn_keras.training.distribute import (  # noqa: E402
+    global_batches_dataset,
+    is_chief,
+    make_strategy,
+    with_sync_batch_norm,
+)
+
+GLOBAL_BATCH, STEPS, SHAPE = 8, 4, (16, 16, 3)
+
+
+def build():
+    return build_reactnet_resnet((1, 1, 1, 1), widths=(8, 16, 16, 16), variant=variant,
+                                 num_classes=4, input_shape=SHAPE, name="tiny")
+
+
+class PerReplicaAGC(TrainingModel):
+    """The wrong order, as a negative control: AGC before the all-reduce."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = self.compiled_loss(y, self(x, training=True))
+        variables = self.trainable_variables
+        grads = adaptive_clip(tape.gradient(loss, variables), variables, self.agc_clip)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return {}
+
+
+# the strategy first: multi-worker collectives must be configured before TF starts
+strategy = make_strategy("default" if mode == "single" else mode)
+keras.utils.set_random_seed(0)
+initial = build().get_weights()
+rng = np.random.default_rng(0)
+images = rng.standard_normal((GLOBAL_BATCH * STEPS, *SHAPE)).astype(np.float32)
+labels = rng.integers(0, 4, GLOBAL_BATCH * STEPS).astype(np.int32)
+
+with strategy.scope():
+    net = build()
+    if "--sync-bn" in flags:
+        net = with_sync_batch_norm(net)
+    net.set_weights(initial)
+    cls = PerReplicaAGC if "--agc-per-replica" in flags else TrainingModel
+    trainer = cls(net, agc_clip=0.01)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.5),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+data = global_batches_dataset(images, labels, GLOBAL_BATCH, strategy)
+trainer.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
+if is_chief():
+    np.savez(out, *net.get_weights())
+print("replicas", strategy.num_replicas_in_sync)
