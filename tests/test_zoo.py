@@ -1,9 +1,11 @@
 """The model zoo: the papers' counts, LCE lowering, training steps and ``.keras`` round trips.
 
-Conversion costs about a second per layer on a loaded 2-core machine, so CI converts one
-model per code path of each family, in every variant (``DEPLOY``); the other sizes share
-those builders and are checked by ``benchmarks/zoo_export.py``. Set ``BNN_ZOO_ALL=1`` to
-run the deploy test on every registered zoo model and variant.
+LCE conversion costs roughly 0.3 s of CPU per layer, so within the CI budget the deploy
+test (build, a few training steps, ``.keras`` round trip, conversion with every binary
+conv lowered, interpreter agreement) runs on one model per family code path
+(``DEPLOY``: a BN and a BN-free net among them). The other sizes and variants share
+those builders; ``benchmarks/zoo_export.py`` converts any of them, and ``BNN_ZOO_ALL=1``
+runs this deploy test on every registered zoo model and variant (slow: tens of minutes).
 """
 
 import os
@@ -36,9 +38,7 @@ BINARY_CONVS = {"reactnet_a": 31, "bnext_tiny": 31, "birealnet_18": 16, "birealn
                 "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 51,
                 "bnext_large": 71}
 
-DEPLOY = [("reactnet_a", "bn"), ("reactnet_a", "bf"), ("reactnet_a", "none"),
-          ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("bnext_tiny", "bn"),
-          ("bnext_tiny", "bf"), ("lqz_quicknet_small", "bn"), ("lqz_birealnet", "bn")]
+DEPLOY = [("birealnet_18", "bn"), ("reactnet_a", "bf"), ("bnext_tiny", "bf")]
 if os.environ.get("BNN_ZOO_ALL"):
     DEPLOY = [(n, v) for n in ZOO for v in models.get(n).variants]
 
