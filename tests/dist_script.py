@@ -1,18 +1,21 @@
 """Worker script for tests/test_distribute.py: train a few steps, save the weights.
 
-python tests/dist_script.py MODE VARIANT OUT.npz [--sync-bn] [--agc-per-replica]
-MODE: single | mirrored (2 logical CPUs) | multiworker (TF_CONFIG set by the caller)
+python tests/dist_script.py mirrored OUT_DIR
+    one process with 2 logical CPUs; writes OUT_DIR/<job>.npz for every job of JOBS
+    (single device, and MirroredStrategy over the 2 CPUs)
+python tests/dist_script.py multiworker OUT_DIR   (TF_CONFIG set by the caller)
+    writes OUT_DIR/multiworker-bf.npz from the chief only
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 import bnn_keras  # noqa: F401  (before TensorFlow)
 
-mode, variant, out = sys.argv[1:4]
-flags = set(sys.argv[4:])
+mode, out_dir = sys.argv[1], Path(sys.argv[2])
 if mode == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -29,11 +32,15 @@ from bnn_keras.training.distribute import (  # noqa: E402
 )
 
 GLOBAL_BATCH, STEPS, SHAPE = 8, 4, (16, 16, 3)
-
-
-def build():
-    return build_reactnet_resnet((1, 1, 1, 1), widths=(8, 16, 16, 16), variant=variant,
-                                 num_classes=4, input_shape=SHAPE, name="tiny")
+# job name -> (strategy, variant, flags)
+JOBS = {
+    "single-bf": ("default", "bf", ()),
+    "single-bn": ("default", "bn", ()),
+    "mirrored-bf": ("mirrored", "bf", ()),
+    "mirrored-bf-agc-per-replica": ("mirrored", "bf", ("agc-per-replica",)),
+    "mirrored-bn": ("mirrored", "bn", ()),
+    "mirrored-bn-sync": ("mirrored", "bn", ("sync-bn",)),
+}
 
 
 class PerReplicaAGC(TrainingModel):
@@ -49,25 +56,40 @@ class PerReplicaAGC(TrainingModel):
         return {}
 
 
-# the strategy first: multi-worker collectives must be configured before TF starts
-strategy = make_strategy("default" if mode == "single" else mode)
-keras.utils.set_random_seed(0)
-initial = build().get_weights()
-rng = np.random.default_rng(0)
-images = rng.standard_normal((GLOBAL_BATCH * STEPS, *SHAPE)).astype(np.float32)
-labels = rng.integers(0, 4, GLOBAL_BATCH * STEPS).astype(np.int32)
+def build(variant):
+    return build_reactnet_resnet((1, 1, 1, 1), widths=(8, 16, 16, 16), variant=variant,
+                                 num_classes=4, input_shape=SHAPE, name="tiny")
 
-with strategy.scope():
-    net = build()
-    if "--sync-bn" in flags:
-        net = with_sync_batch_norm(net)
-    net.set_weights(initial)
-    cls = PerReplicaAGC if "--agc-per-replica" in flags else TrainingModel
-    trainer = cls(net, agc_clip=0.01)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.5),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-data = global_batches_dataset(images, labels, GLOBAL_BATCH, strategy)
-trainer.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
-if is_chief():
-    np.savez(out, *net.get_weights())
-print("replicas", strategy.num_replicas_in_sync)
+
+def train(strategy, variant, flags):
+    keras.utils.set_random_seed(0)
+    initial = build(variant).get_weights()
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((GLOBAL_BATCH * STEPS, *SHAPE)).astype(np.float32)
+    labels = rng.integers(0, 4, GLOBAL_BATCH * STEPS).astype(np.int32)
+    with strategy.scope():
+        net = build(variant)
+        if "sync-bn" in flags:
+            net = with_sync_batch_norm(net)
+        net.set_weights(initial)
+        cls = PerReplicaAGC if "agc-per-replica" in flags else TrainingModel
+        trainer = cls(net, agc_clip=0.01)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.5),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = global_batches_dataset(images, labels, GLOBAL_BATCH, strategy)
+    trainer.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0)
+    return net.get_weights()
+
+
+if mode == "multiworker":
+    # the strategy first: multi-worker collectives must be configured before TF starts
+    strategy = make_strategy("multiworker")
+    weights = train(strategy, "bf", ())
+    if is_chief():
+        np.savez(out_dir / "multiworker-bf.npz", *weights)
+    print("replicas", strategy.num_replicas_in_sync)
+else:
+    strategies = {"default": make_strategy("default"), "mirrored": make_strategy("mirrored")}
+    for job, (name, variant, flags) in JOBS.items():
+        np.savez(out_dir / f"{job}.npz", *train(strategies[name], variant, flags))
+        print(job, "replicas", strategies[name].num_replicas_in_sync, flush=True)

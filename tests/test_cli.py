@@ -98,21 +98,45 @@ def test_export_and_bench_commands(capsys, tmp_path):
     assert 0 < figures["min_ms"] <= figures["median_ms"] <= figures["max_ms"]
 
 
+def test_models_from_plugin_module_and_bad_module():
+    env = {**os.environ, **TINY_ENV}
+    out = subprocess.run(_cli("models", "tiny_*", "--input-shape", "16,16,3"), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tiny_reactnet" in out.stdout
+    env["BNN_KERAS_MODELS"] = "tests.no_such_module"
+    out = subprocess.run(_cli("models"), env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot import model module 'tests.no_such_module'")
+
+
 def test_models_table(capsys):
-    code, out, _ = run_main(["models", "--input-shape", "32,32,3", "--num-classes", "10"],
-                            capsys)
+    code, out, _ = run_main(["models", "reactnet_1*", "birealnet_18", "--input-shape",
+                             "32,32,3", "--num-classes", "10"], capsys)
     assert code == 0
-    assert "reactnet_18" in out and "binary MACs" in out
+    rows = [line.split()[0] for line in out.splitlines()[2:]]
+    assert sorted(rows) == ["birealnet_18", "reactnet_18"]  # reactnet_1* is not reactnet_34
+    assert "binary MACs" in out
+    code, _, err = run_main(["models", "resnet_9000"], capsys)
+    assert code != 0 and "no registered model matches resnet_9000" in err
 
 
 def _cli(*args):
     return [sys.executable, "-m", "bnn_keras", *args]
 
 
+ROOT = str(Path(__file__).resolve().parents[1])
+TINY_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "BNN_KERAS_MODELS": "tests.tiny_models",
+            "PYTHONPATH": ROOT}
+
+
 def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path):
-    args = ["train", "--epochs", "3", "--steps-per-epoch", "3", "--batch-size", "8",
-            "--output", str(tmp_path), "--name", "kill", "--no-export", "--quiet"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # tiny_reactnet (from $BNN_KERAS_MODELS) with enough steps that an epoch lasts seconds
+    args = ["train", "--model", "tiny_reactnet", "--epochs", "3", "--steps-per-epoch", "400",
+            "--batch-size", "8", "--image-size", "8", "--output", str(tmp_path), "--name",
+            "kill", "--no-export", "--quiet"]
+    env = {**os.environ, **TINY_ENV}
     proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     ckpt_dir = tmp_path / "kill" / "checkpoints"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 SCRIPT = str(Path(__file__).with_name("dist_script.py"))
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _env(**extra):
@@ -20,13 +21,6 @@ def _env(**extra):
     return env
 
 
-def run(mode, variant, out, *flags, env=None):
-    proc = subprocess.run([sys.executable, SCRIPT, mode, variant, str(out), *flags],
-                          capture_output=True, text=True, timeout=600, env=env or _env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def max_diff(a, b):
     a, b = np.load(a), np.load(b)
     assert a.files == b.files
@@ -34,27 +28,26 @@ def max_diff(a, b):
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Every single-device and 2-replica MirroredStrategy job, in one process."""
     d = tmp_path_factory.mktemp("dist")
-    run("single", "bf", d / "bf.npz")
-    run("single", "bn", d / "bn.npz")
+    proc = subprocess.run([sys.executable, SCRIPT, "mirrored", str(d)], capture_output=True,
+                          text=True, timeout=900, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirrored-bf replicas 2" in proc.stdout and "single-bf replicas 1" in proc.stdout
     return d
 
 
-def test_mirrored_two_replicas_equals_one_device_and_agc_once(single, tmp_path):
-    run("mirrored", "bf", tmp_path / "m.npz")
-    assert max_diff(single / "bf.npz", tmp_path / "m.npz") < 1e-5
-    # the weights did move, so equality is not trivial
-    run("mirrored", "bf", tmp_path / "wrong.npz", "--agc-per-replica")
-    assert max_diff(single / "bf.npz", tmp_path / "wrong.npz") > 1e-3  # AGC per replica differs
+def test_mirrored_two_replicas_equals_one_device_and_agc_once(runs):
+    assert max_diff(runs / "single-bf.npz", runs / "mirrored-bf.npz") < 1e-5
+    # AGC per replica (before the all-reduce) differs, so the equality above is not trivial
+    assert max_diff(runs / "single-bf.npz", runs / "mirrored-bf-agc-per-replica.npz") > 1e-3
 
 
-def test_bn_without_sync_differs_between_one_and_two_replicas(single, tmp_path):
-    run("mirrored", "bn", tmp_path / "bn.npz")
-    no_sync = max_diff(single / "bn.npz", tmp_path / "bn.npz")
+def test_bn_without_sync_differs_between_one_and_two_replicas(runs):
+    no_sync = max_diff(runs / "single-bn.npz", runs / "mirrored-bn.npz")
     assert no_sync > 1e-3
-    run("mirrored", "bn", tmp_path / "sbn.npz", "--sync-bn")
-    assert max_diff(single / "bn.npz", tmp_path / "sbn.npz") < no_sync
+    assert max_diff(runs / "single-bn.npz", runs / "mirrored-bn-sync.npz") < no_sync
 
 
 def _free_port():
@@ -63,21 +56,21 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_multiworker_two_processes_equals_one_worker(single, tmp_path):
+def test_multiworker_two_processes_equals_one_worker(runs, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, SCRIPT, "multiworker", "bf", str(tmp_path / f"w{index}.npz")],
+            [sys.executable, SCRIPT, "multiworker", str(tmp_path)],
             env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
         assert "replicas 2" in out
-    assert (tmp_path / "w0.npz").exists() and not (tmp_path / "w1.npz").exists()  # chief only
-    assert max_diff(single / "bf.npz", tmp_path / "w0.npz") < 1e-5
+    assert [p.name for p in tmp_path.iterdir()] == ["multiworker-bf.npz"]  # the chief only
+    assert max_diff(runs / "single-bf.npz", tmp_path / "multiworker-bf.npz") < 1e-5
 
 
 def test_strategy_names_and_chief_rule(monkeypatch):
@@ -96,3 +89,44 @@ def test_strategy_names_and_chief_rule(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                 "task": {"type": "worker", "index": 0}}))
     assert is_chief()
+
+
+def _cli_workers(tmp_path, *flags):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    args = [sys.executable, "-m", "bnn_keras", "train", "--strategy", "multiworker",
+            "--model", "tiny_reactnet", "--steps-per-epoch", "2", "--batch-size", "8",
+            "--image-size", "8",
+            "--output", str(tmp_path), "--name", "mw", "--no-export", "--quiet", *flags]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(BNN_KERAS_MODELS="tests.tiny_models", PYTHONPATH=ROOT,
+                                       TF_CONFIG=json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})))
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
+
+
+def test_cli_multiworker_chief_writes_and_restart_resumes(tmp_path):
+    _cli_workers(tmp_path, "--epochs", "1")
+    run_dir = tmp_path / "mw"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mw"]  # one shared run folder
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "multiworker"
+    assert (run_dir / "checkpoints" / "ckpt-1.index").exists()
+    # restarting the cluster continues from the chief's checkpoint (BackupAndRestore-like)
+    outs = _cli_workers(tmp_path, "--epochs", "2")
+    assert all("after epoch 1" in out for out in outs)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_this_session"] == 1
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1"]
+
+
+def test_cli_strategy_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bnn_keras", "train", "--strategy", "multiworker",
+                          "--output", str(tmp_path)], capture_output=True, text=True,
+                         env=_env(), timeout=300)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].startswith("error: --strategy multiworker needs")
+    assert "Traceback" not in out.stderr

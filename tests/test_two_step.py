@@ -101,16 +101,9 @@ def test_ste_clip_swaps_activation_binariser():
 
 def register_tiny() -> str:
     """A two-block ReActNet (same layer types as reactnet_18) to keep end-to-end tests fast."""
-    from bnn_keras.models.common import VARIANTS_BN_BF_NONE
-    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+    from tests.tiny_models import NAME
 
-    if "tiny_reactnet" not in models.names():
-        @models.register("tiny_reactnet", variants=VARIANTS_BN_BF_NONE, family="test")
-        def _tiny(variant, num_classes, input_shape, **kwargs):
-            return build_reactnet_resnet((1, 1), variant=variant, num_classes=num_classes,
-                                         input_shape=input_shape, widths=(8, 16),
-                                         name="tiny", **kwargs)
-    return "tiny_reactnet"
+    return NAME
 
 
 def test_two_step_recipe_end_to_end(tmp_path, capsys):

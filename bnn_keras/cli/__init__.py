@@ -16,7 +16,13 @@ from bnn_keras.cli.train import train
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(bnn_keras.__version__, prog_name="bnn-keras")
 def cli() -> None:
-    """Train binary neural networks, export them with LCE and benchmark them."""
+    """Train binary neural networks, export them with LCE and benchmark them.
+
+    Models of your own: name the modules that register them in $BNN_KERAS_MODELS.
+    """
+    from bnn_keras.models.registry import load_plugins
+
+    load_plugins()
 
 
 for command in (train, export, bench, models, eval_command, landscape, inspect):

@@ -23,15 +23,19 @@ def _human(n: float) -> str:
 
 
 @click.command()
+@click.argument("patterns", nargs=-1)
 @click.option("--input-shape", default="224,224,3", show_default=True, help="H,W,C")
 @click.option("--num-classes", type=click.IntRange(min=2), default=1000, show_default=True)
 @click.option("--all-variants", is_flag=True, help="One row per variant, not per model.")
 @click.option("--exact", is_flag=True, help="Exact integers instead of k/M/G.")
-def models(input_shape, num_classes, all_variants, exact) -> None:
+def models(patterns, input_shape, num_classes, all_variants, exact) -> None:
     """List the registered models with parameter and MAC counts (larq's model profile).
 
-    OPs = binary MACs / 64 + float MACs.
+    PATTERNS (shell-style, e.g. 'bnext_*') keep only the matching names. OPs = binary
+    MACs / 64 + float MACs.
     """
+    from fnmatch import fnmatchcase
+
     import tf_keras as keras
 
     from bnn_keras import models as registry
@@ -40,8 +44,13 @@ def models(input_shape, num_classes, all_variants, exact) -> None:
     fmt = (lambda n: f"{int(n):,}") if exact else _human
     header = ("model", "variant", "variants", "total params", "binary params", "binary MACs",
               "float MACs", "OPs")
+    names = [n for n in registry.names()
+             if not patterns or any(fnmatchcase(n, p) for p in patterns)]
+    if not names:
+        raise click.UsageError(f"no registered model matches {' '.join(patterns)}; "
+                               f"known: {', '.join(registry.names())}")
     rows = []
-    for name in registry.names():
+    for name in names:
         entry = registry.get(name)
         for variant in entry.variants if all_variants else entry.variants[:1]:
             model = registry.create(name, variant, num_classes=num_classes, input_shape=shape)

@@ -11,6 +11,7 @@ from bnn_keras.training.config import (
     KD_WEIGHTINGS,
     OPTIMIZERS,
     SCHEDULES,
+    STRATEGIES,
     TrainConfig,
 )
 
@@ -99,6 +100,12 @@ _NONNEG = click.FloatRange(min=0)
               help="First epoch of each assistant (comma-separated) [default: even split].")
 @click.option("--kd-weighting", type=click.Choice(KD_WEIGHTINGS), default=None,
               help=f"Per-sample teacher weighting. {_d('kd_weighting')}")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="tf.distribute strategy: mirrored (the GPUs of this machine), multiworker "
+                   "(machines listed in TF_CONFIG), tpu. --batch-size is the global batch. "
+                   f"{_d('strategy')}")
+@click.option("--sync-bn", "sync_bn", is_flag=True, default=None,
+              help="Synchronised BatchNorm across replicas (bn variants).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help=f"Folder holding run folders. {_d('output')}")
 @click.option("--name", default=None, help="Run name [default: MODEL-VARIANT-DATASET].")
@@ -149,7 +156,8 @@ def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
 def _resume_config(values: dict) -> TrainConfig:
     """A config that only names the run to resume; the stored config wins (except a larger
     ``--epochs``)."""
-    keep = {k: values[k] for k in ("model", "variant", "dataset", "output", "name", "stage")
+    keep = {k: values[k] for k in ("model", "variant", "dataset", "output", "name", "stage",
+                                     "strategy")
             if k in values}
     keep["stage"] = 0  # only names the run; the stored config (with init_from) wins
     config = TrainConfig.from_dict(keep)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+PLUGINS_ENV = "BNN_KERAS_MODELS"
 
 
 def register(name: str, *, variants: Sequence[str], family: str, paper: str = ""):
@@ -43,6 +46,32 @@ def register(name: str, *, variants: Sequence[str], family: str, paper: str = ""
         return builder
 
     return wrap
+
+
+def load_plugins(modules: str | None = None) -> list[str]:
+    """Import the modules that register your own models, so the CLI knows them.
+
+    ``modules`` is a comma-separated list of importable module names, by default the
+    ``BNN_KERAS_MODELS`` environment variable. Each module registers its builders with
+    :func:`register` when imported.
+
+    Example:
+        ```bash
+        BNN_KERAS_MODELS=my_nets bnn-keras train --model my_reactnet_10
+        ```
+    """
+    modules = os.environ.get(PLUGINS_ENV, "") if modules is None else modules
+    loaded = []
+    for module in (m.strip() for m in modules.split(",")):
+        if not module:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001  (any failure of the user's module)
+            raise BnnError(f"cannot import model module {module!r} from ${PLUGINS_ENV}: "
+                           f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+        loaded.append(module)
+    return loaded
 
 
 def names() -> list[str]:

@@ -43,11 +43,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise BnnError(f"loss became NaN/inf in epoch {epoch + 1}; the last good "
                            f"checkpoint is kept in {self.manager.directory}")
         self.epoch.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        # the permanent copy first: a kill between the two writes then only repeats epoch 1
         if (epoch == 0 and self.checkpoint is not None and self.first_prefix is not None
                 and not Path(f"{self.first_prefix}.index").exists()):
             self.first_prefix.parent.mkdir(parents=True, exist_ok=True)
             self.checkpoint.write(str(self.first_prefix))
+        self.manager.save(checkpoint_number=epoch + 1)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -12,6 +12,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant")
 KD_WEIGHTINGS = ("softmax_ce", "uniform")
 AUGMENTS = ("default", "randaugment", "none")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class TrainConfig:
     Distillation: ``teacher`` (a ``.keras`` file, a run folder, ``keras:ResNet50`` or
     ``larq_zoo:QuickNetLarge``) replaces the label loss by the distributional loss;
     ``assistants`` (BNext's consecutive KD) are switched at ``assistant_epochs``.
+
+    Distribution: ``strategy`` is a ``tf.distribute`` strategy name; ``batch_size`` is the
+    global batch, split across replicas; ``sync_bn`` averages BatchNorm statistics over
+    replicas (``bn`` variants).
     """
 
     model: str = "reactnet_18"
@@ -79,6 +84,9 @@ class TrainConfig:
     assistants: list[str] = field(default_factory=list)
     assistant_epochs: list[int] = field(default_factory=list)
     kd_weighting: str = "softmax_ce"
+    # distribution (see bnn_keras.training.distribute)
+    strategy: str = "default"
+    sync_bn: bool = False
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:
@@ -93,7 +101,8 @@ class TrainConfig:
         if self.steps_per_epoch < 0:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS)):
+                              ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
+                              ("strategy", STRATEGIES)):
             if getattr(self, name) not in choices:
                 raise BnnError(f"{name} must be one of {', '.join(choices)}, "
                                f"got {getattr(self, name)!r}")

@@ -16,8 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+from bnn_keras.training.config import STRATEGIES
 
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:

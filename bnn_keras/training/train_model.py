@@ -88,6 +88,10 @@ class TrainingModel(keras.Model):
                 loss, _ = multi_teacher_loss(logits, self.teacher_logits(x), self.kd_weighting)
                 if self.losses:
                     loss += tf.add_n(self.losses)
+                # per-replica mean: scale so the all-reduced SUM is the global mean, as
+                # compiled_loss does for the label loss
+                kd_loss = loss
+                loss = kd_loss / tf.distribute.get_strategy().num_replicas_in_sync
             else:
                 loss = self.compiled_loss(y, logits, regularization_losses=self.losses)
         variables = self.trainable_variables
@@ -108,7 +112,7 @@ class TrainingModel(keras.Model):
             self.optimizer.apply_gradients(zip(grads, variables))
         self.compiled_metrics.update_state(y, logits)
         if self.kd_loss_tracker is not None:
-            self.kd_loss_tracker.update_state(loss)
+            self.kd_loss_tracker.update_state(kd_loss)
             return {"loss": self.kd_loss_tracker.result(),
                     **{m.name: m.result() for m in self.compiled_metrics.metrics}}
         return {m.name: m.result() for m in self.metrics}
