@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import types
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import tf_keras as keras
@@ -53,6 +57,36 @@ def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
+class _InMemoryEntries(zipfile.ZipFile):
+    """A ``ZipFile`` that reads each entry whole into memory when opened for reading.
+
+    tf-keras reads the weights' HDF5 through ``ZipExtFile``, whose every backward seek
+    re-reads (and re-inflates) the entry from its start: quadratic in the model size, and
+    minutes for a 300-layer model. One read into a ``BytesIO`` makes seeks free.
+    """
+
+    def open(self, name, mode="r", pwd=None, **kwargs):
+        if mode != "r":
+            return super().open(name, mode, pwd, **kwargs)
+        with super().open(name, mode, pwd, **kwargs) as entry:
+            return io.BytesIO(entry.read())
+
+
+@contextmanager
+def _fast_keras_zip_reads() -> Iterator[None]:
+    from tf_keras.src.saving import saving_lib
+
+    original = saving_lib.zipfile
+    shim = types.ModuleType("zipfile")
+    shim.__dict__.update(zipfile.__dict__)
+    shim.ZipFile = _InMemoryEntries
+    saving_lib.zipfile = shim
+    try:
+        yield
+    finally:
+        saving_lib.zipfile = original
+
+
 def load_keras_model(path: str | os.PathLike) -> keras.Model:
     """Load a ``.keras`` model holding bnn_keras / larq layers, with one-line errors."""
     import larq  # noqa: F401  (registers larq's layers and quantizers)
@@ -69,7 +103,8 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
     if not zipfile.is_zipfile(path):
         raise BnnError(f"{path} is not a valid .keras file (not a zip archive; corrupt?)")
     try:
-        return keras.models.load_model(path, compile=False)
+        with _fast_keras_zip_reads():
+            return keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any loading failure is a bad file for the user
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BnnError(f"cannot load {path}: {first[:300]}") from None

@@ -4,9 +4,12 @@ python tests/dist_script.py mirrored OUT_DIR
     one process with 2 logical CPUs; writes OUT_DIR/<job>.npz for every job of JOBS
     (single device, and MirroredStrategy over the 2 CPUs)
 python tests/dist_script.py multiworker OUT_DIR   (TF_CONFIG set by the caller)
-    writes OUT_DIR/multiworker-bf.npz from the chief only
+    the chief alone writes OUT_DIR/multiworker-bf-w<index>.npz, then trains on one device and
+    writes OUT_DIR/single-bf.npz
 """
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +89,10 @@ if mode == "multiworker":
     strategy = make_strategy("multiworker")
     weights = train(strategy, "bf", ())
     if is_chief():
-        np.savez(out_dir / "multiworker-bf.npz", *weights)
+        index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        np.savez(out_dir / f"multiworker-bf-w{index}.npz", *weights)
+        # the reference, here: one device, same global batches in the same order
+        np.savez(out_dir / "single-bf.npz", *train(make_strategy("default"), "bf", ()))
     print("replicas", strategy.num_replicas_in_sync)
 else:
     strategies = {"default": make_strategy("default"), "mirrored": make_strategy("mirrored")}

@@ -84,8 +84,10 @@ def test_unconvertible_model(capsys, tmp_path):
 
 
 def test_export_and_bench_commands(capsys, tmp_path):
+    from tests.tiny_models import NAME  # registers the two-block reactnet
+
     path = tmp_path / "r18.keras"
-    models.create("reactnet_18", "bf", 10, (32, 32, 3)).save(path)
+    models.create(NAME, "bf", 10, (16, 16, 3)).save(path)
     code, out, err = run_main(["export", str(path), "-o", str(tmp_path / "r18.tflite"),
                                "--samples", "8"], capsys)
     assert code == 0, err

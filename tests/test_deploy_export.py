@@ -6,6 +6,8 @@ import pytest
 
 from bnn_keras.cli import main
 
+pytestmark = pytest.mark.xdist_group("deploy_export")  # its module fixture runs once
+
 
 def run_main(args, capsys):
     code = 0

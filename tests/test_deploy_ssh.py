@@ -26,10 +26,11 @@ SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/op
                                 "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server")
                     if os.access(p, os.X_OK)), None)
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     SSHD is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None,
     reason="needs the OpenSSH server and client (apt-get install openssh-server "
-           "openssh-client; .ci/run installs them)")
+           "openssh-client; .ci/run installs them)"),
+    pytest.mark.xdist_group("deploy_ssh")]  # one sshd per test worker
 
 STAND_IN = r"""#!/bin/sh
 # Stand-in for lce_benchmark_model: checks --graph and prints the documented output.

@@ -18,6 +18,8 @@ from bnn_keras.insight import (
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
 from tests.test_cli import assert_one_line_error, run_main
 
+pytestmark = pytest.mark.xdist_group("insight")  # its module fixture runs once
+
 
 def tiny_model(shape=(32, 32, 3)) -> keras.Model:
     x = keras.Input(shape)
