@@ -21,7 +21,7 @@ def run_main(args, capsys):
     """Run the CLI in-process: (exit code, stdout, stderr)."""
     code = 0
     try:
-        main(args)
+        main([str(a) for a in args])
     except SystemExit as exc:
         code = exc.code
     out = capsys.readouterr()

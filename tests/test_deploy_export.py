@@ -4,19 +4,10 @@ import json
 
 import pytest
 
-from bnn_keras.cli import main
+from tests.test_cli import run_main
 
 pytestmark = pytest.mark.xdist_group("deploy_export")  # its module fixture runs once
 
-
-def run_main(args, capsys):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

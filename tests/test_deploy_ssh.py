@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bnn_keras.cli import main
+from tests.test_cli import assert_one_line_error, run_main
 
 SSHD = shutil.which("sshd") or next(
     (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None)
@@ -149,21 +149,6 @@ def tiny(tmp_path_factory):
     return root / "tiny.keras", root / "tiny.tflite"
 
 
-def run_main(args, capsys):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line_error(code, err, needle):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert needle in lines[0], lines[0]
 
 
 def _stand_in(directory: Path) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bnn_keras.data.base import Dataset
+from bnn_keras.data.base import Dataset, to_arrays
 from bnn_keras.data.digits import digits_arrays, load_digits_dataset
 from bnn_keras.errors import BnnError
 
@@ -73,4 +73,5 @@ def load(name: str = "digits", batch_size: int = 64, seed: int = 0, **kwargs) ->
     return loader(batch_size=batch_size, seed=seed, **kwargs)
 
 
-__all__ = ["Dataset", "digits_arrays", "is_known", "load", "load_digits_dataset", "names"]
+__all__ = ["Dataset", "digits_arrays", "is_known", "load", "load_digits_dataset", "names",
+           "to_arrays"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -27,3 +28,17 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()  # per-channel mean the images were normalised with (0-1 scale)
     std: tuple[float, ...] = ()  # likewise the std; () when not a per-channel normalisation
+
+
+def to_arrays(pipeline, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The (first ``limit``, or all) images and labels of a batched ``(x, y)`` pipeline,
+    as numpy arrays; only the batches needed are read."""
+    xs, ys, n = [], [], 0
+    for x, y in pipeline:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+        n += len(ys[-1])
+        if limit and n >= limit:
+            break
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return (x[:limit], y[:limit]) if limit else (x, y)

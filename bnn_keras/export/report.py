@@ -89,18 +89,7 @@ def split_arrays(dataset: str, split: str = "test", max_samples: int | None = No
 
     if split not in ("test", "train"):
         raise BnnError(f"split must be 'test' or 'train', got {split!r}")
-    pipeline = getattr(data.load(dataset), split)
-    images, labels = [], []
-    count = 0
-    for x, y in pipeline:
-        images.append(x.numpy())
-        labels.append(y.numpy())
-        count += len(images[-1])
-        if max_samples and count >= max_samples:
-            break
-    x, y = np.concatenate(images), np.concatenate(labels)
-    if max_samples:
-        x, y = x[:max_samples], y[:max_samples]
+    x, y = data.to_arrays(getattr(data.load(dataset), split), max_samples)
     return x.astype(np.float32), y
 
 

@@ -54,16 +54,7 @@ def split_arrays(dataset_name: str, split: str, limit: int | None = None,
     ds = data.load(dataset_name, batch_size=batch_size, seed=0)
     # the train pipeline is shuffled with seed 0: its first pass is the same every time
     pipeline = ds.test if split == "test" else ds.train
-    xs, ys, n = [], [], 0
-    for x, y in pipeline:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-        n += len(ys[-1])
-        if limit and n >= limit:
-            break
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    if limit:
-        x, y = x[:limit], y[:limit]
+    x, y = data.to_arrays(pipeline, limit)
     return x, y, tuple(ds.input_shape)
 
 

@@ -315,11 +315,7 @@ def _export_run(net: keras.Model, dataset, run_dir: Path) -> dict:
     """Export to ``model.tflite`` and measure it on the whole test split."""
     from bnn_keras.export import export_model
 
-    images, labels = [], []
-    for x, y in dataset.test:
-        images.append(x.numpy())
-        labels.append(y.numpy())
-    x_test, y_test = np.concatenate(images), np.concatenate(labels)
+    x_test, y_test = data_lib.to_arrays(dataset.test)
     report = export_model(net, run_dir / "model.tflite", x_test)
     atomic_write_json(run_dir / "export.json", report.as_dict())
     return {
