@@ -66,6 +66,17 @@ def resolve_stem(stem: str, input_shape: tuple[int, int, int]) -> str:
     return stem
 
 
+def resnet_stem(inputs: tf.Tensor, filters: int, stem: str, variant: str) -> tf.Tensor:
+    """The ResNet stem: 7x7 stride-2 conv + 3x3 stride-2 max-pool (``"imagenet"``) or a
+    3x3 stride-1 conv (``"small"``), with BN after the conv in the ``bn`` variant."""
+    if stem == "imagenet":
+        x = real_conv(inputs, filters, 7, strides=2, variant=variant, name="stem_conv")
+        x = batch_norm(x, variant, "stem_bn")
+        return keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
+    x = real_conv(inputs, filters, 3, variant=variant, name="stem_conv")
+    return batch_norm(x, variant, "stem_bn")
+
+
 def classifier_head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
     """Global average pool then a float ``Dense`` named ``classifier`` (logits)."""
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -27,6 +27,7 @@ from bnn_keras.models.common import (
     binary_conv,
     classifier_head,
     real_conv,
+    resnet_stem,
     resolve_stem,
 )
 from bnn_keras.models.registry import register
@@ -85,13 +86,7 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
     """Build a ReActNet ResNet with ``blocks[i]`` blocks in stage ``i``."""
     stem = resolve_stem(stem, input_shape)
     inputs = keras.Input(input_shape, name="image")
-    if stem == "imagenet":
-        x = real_conv(inputs, widths[0], 7, strides=2, variant=variant, name="stem_conv")
-        x = batch_norm(x, variant, "stem_bn")
-        x = keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
-    else:
-        x = real_conv(inputs, widths[0], 3, variant=variant, name="stem_conv")
-        x = batch_norm(x, variant, "stem_bn")
+    x = resnet_stem(inputs, widths[0], stem, variant)
 
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         expected_var = 1.0  # the stem's / previous transition's output has unit variance
