@@ -5,6 +5,7 @@ import pytest
 
 from bnn_keras import data, export, models
 from bnn_keras.errors import BnnError
+from bnn_keras.layers import ScaledStdQuantConv2D
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,13 @@ def test_fold_scales_keeps_signs_and_drops_the_multiply(rng):
         layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape).astype(np.float32))
     folded = export.fold_scales(model)
     assert not export.foldable_biases(folded)
+    # the WS binary convs carry their deployed kernel: one magnitude per output channel
+    assert not [lay for lay in folded.layers if isinstance(lay, ScaledStdQuantConv2D)]
+    convs = [folded.get_layer(lay.name) for lay in export.binary_conv_layers(model)]
+    assert len(convs) == 16
+    for conv in convs:
+        magnitude = np.abs(conv.kernel.numpy()).reshape(-1, conv.filters)
+        np.testing.assert_allclose(magnitude, np.broadcast_to(magnitude[:1], magnitude.shape))
     x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import larq as lq
+import numpy as np
 import tf_keras as keras
 
-from bnn_keras.layers import LearnableBias
+from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
 
 
 def is_binarizing(layer: keras.layers.Layer) -> bool:
@@ -38,21 +40,44 @@ def foldable_biases(model: keras.Model) -> list[LearnableBias]:
 
 
 def fold_scales(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` with each foldable ``LearnableBias`` rewritten from
-    ``sign(beta * x + b)`` to ``sign(x + b / beta)``: same binary outputs, no float
-    multiply. Returns ``model`` itself when there is nothing to fold."""
+    """A copy of ``model`` rewritten for LCE; ``model`` itself when there is nothing to do.
+
+    - Each foldable ``LearnableBias`` (:func:`foldable_biases`) goes from
+      ``sign(beta * x + b)`` to ``sign(x + b / beta)``: same binary outputs, no float
+      multiply in front of the binarizer.
+    - Each :class:`~bnn_keras.layers.ScaledStdQuantConv2D` becomes a larq ``QuantConv2D``
+      whose kernel is its precomputed deployed kernel ``c * g * s * sign(W_hat)``
+      (:meth:`~bnn_keras.layers.ScaledStdQuantConv2D.binary_kernel`) with exactly one
+      magnitude per output channel. Computed in the graph, that kernel can differ from
+      +-s in the last bit of a few values, and LCE then keeps the conv in float
+      (one of bnext_small ``bf``'s 31 binary convs did).
+    """
     targets = {layer.name: layer for layer in foldable_biases(model)}
-    if not targets:
+    ws_convs = {layer.name for layer in model.layers if isinstance(layer, ScaledStdQuantConv2D)}
+    if not targets and not ws_convs:
         return model
 
     def clone(layer):
         config = layer.get_config()
         if layer.name in targets:
             config["scale"] = 1.0
+        if layer.name in ws_convs:
+            for key in ("eps", "output_scale"):
+                config.pop(key)
+            return lq.layers.QuantConv2D.from_config({**config, "kernel_quantizer": None,
+                                                      "kernel_constraint": None})
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
     for src, dst in zip(model.layers, folded.layers):
+        if src.name in ws_convs:
+            kernel = src.binary_kernel().numpy()
+            # exactly one magnitude per channel (the straight-through form w + (q - w)
+            # leaves last-bit differences that stop LCE from seeing a binary filter)
+            kernel = np.sign(kernel) * np.abs(kernel).mean(axis=(0, 1, 2), dtype=np.float64)
+            kernel = kernel.astype(np.float32)
+            dst.set_weights([kernel, src.bias.numpy()] if src.use_bias else [kernel])
+            continue
         weights = src.get_weights()
         if src.name in targets:
             weights = [w / src.scale for w in weights]
