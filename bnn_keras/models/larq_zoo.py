@@ -7,6 +7,13 @@ softmax; the registry's convention is logits from a ``Dense`` named ``classifier
 the top is rebuilt as larq-zoo builds it minus the softmax: QuickNet's ReLU, a global
 average pool and a float ``Dense`` (larq-zoo uses a ``QuantDense`` without quantizers
 for QuickNet, which is the same float layer). Only the ``bn`` variant exists.
+
+One deliberate change: larq-zoo's BiRealNet pads its binary 3x3 convs with zeros
+(``padding="same"``, ``pad_values=0``), a third value that LCE can only handle with a
+slower padding correction. Here every binary conv with "same" padding pads with +1
+(``pad_values=1.0``, as QuickNet and our own models do), so the whole body lowers to
+plain ``LceBconv2d``. Without pretrained weights nothing is lost; a larq-zoo
+checkpoint would load into the same shapes but see +1 instead of 0 at the borders.
 """
 
 from __future__ import annotations
@@ -45,11 +52,33 @@ def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, i
     """
     body = _zoo_function(zoo_name)(input_shape=tuple(input_shape), weights=None,
                                    include_top=False)
+    body = _pad_binary_convs_with_one(body)
     x = body.output
     if relu_top:
         x = keras.layers.ReLU(name="top_relu")(x)
     outputs = classifier_head(x, num_classes)
     return keras.Model(body.input, outputs, name=f"lqz_{zoo_name}_bn")
+
+
+def _pad_binary_convs_with_one(model: keras.Model) -> keras.Model:
+    """``model`` rebuilt with ``pad_values=1.0`` on its zero-padded binary "same" convs."""
+
+    def zero_padded(layer: keras.layers.Layer) -> bool:
+        quantizer = getattr(layer, "input_quantizer", None)
+        return (isinstance(layer, keras.layers.Conv2D) and layer.padding == "same"
+                and getattr(layer, "pad_values", None) == 0.0
+                and getattr(quantizer, "precision", None) == 1 and layer.kernel_size != (1, 1))
+
+    if not any(zero_padded(layer) for layer in model.layers):
+        return model
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if zero_padded(layer):
+            config["pad_values"] = 1.0
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 def _register(zoo_name: str, paper: str, relu_top: bool) -> None:
