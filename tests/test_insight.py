@@ -16,6 +16,7 @@ from bnn_keras.insight import (
     loss_landscape,
 )
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
+from bnn_keras.training.callbacks import first_checkpoint_prefix
 from tests.test_cli import assert_one_line_error, run_main
 
 pytestmark = pytest.mark.xdist_group("insight")  # its module fixture runs once
@@ -42,11 +43,13 @@ def digits():
 
 @pytest.fixture
 def run_dir(tmp_path):
-    """A run folder as `bnn-keras train` leaves it: config, two checkpoints, model."""
+    """A run folder as `bnn-keras train` leaves it: config, the permanent first-epoch
+    checkpoint (written with ``write``, as EpochCheckpoint does), the rolling one, model."""
     run = tmp_path / "tiny-run"
     model = tiny_model()
     ckpt = tf.train.Checkpoint(net=model)
-    manager = tf.train.CheckpointManager(ckpt, run / "checkpoints", max_to_keep=5)
+    manager = tf.train.CheckpointManager(ckpt, run / "checkpoints", max_to_keep=1)
+    ckpt.write(str(first_checkpoint_prefix(run)))
     manager.save(1)
     rng = np.random.default_rng(1)
     for v in model.trainable_variables:  # "training": move the weights

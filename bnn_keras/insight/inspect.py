@@ -58,7 +58,9 @@ def checkpoint_paths(run_dir: Path) -> list[str]:
 def restore_copy(model: keras.Model, prefix: str) -> keras.Model:
     """A copy of ``model``'s architecture with the net weights of a training checkpoint."""
     copy = keras.models.clone_model(model)
-    status = tf.train.Checkpoint(net=copy).restore(prefix).expect_partial()
+    # read(), not restore(): the permanent first-epoch checkpoint is written with write(),
+    # which has no save_counter, and restore() would count that as a mismatch
+    status = tf.train.Checkpoint(net=copy).read(prefix).expect_partial()
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
