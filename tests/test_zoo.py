@@ -1,11 +1,11 @@
 """The model zoo: the papers' counts, LCE lowering, training steps and ``.keras`` round trips.
 
-LCE conversion costs roughly 0.3 s of CPU per layer, so within the CI budget the deploy
-test (build, a few training steps, ``.keras`` round trip, conversion with every binary
-conv lowered, interpreter agreement) runs on one model per family code path
-(``DEPLOY``: a BN and a BN-free net among them). The other sizes and variants share
-those builders; ``benchmarks/zoo_export.py`` converts any of them, and ``BNN_ZOO_ALL=1``
-runs this deploy test on every registered zoo model and variant (slow: tens of minutes).
+The deploy test (build, two training steps, ``.keras`` round trip, LCE conversion with
+every binary conv lowered, interpreter agreement) costs 30 s to several minutes per model
+on 2 cores, so in CI it runs on one model per builder code path (``DEPLOY``: Bi-Real BN,
+ReActNet-A BN-free, BNext BN-free, larq-zoo; ``tests/test_export.py`` adds reactnet_18 in
+all three variants). ``BNN_ZOO_ALL=1`` runs it on every registered zoo model and variant
+(25 cases, about half an hour; results in ``zoo/README.md``).
 """
 
 import os
@@ -20,12 +20,13 @@ from bnn_keras import export, models
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix
 
-ZOO = ["reactnet_a", "birealnet_18", "birealnet_34", "bnext_tiny", "bnext_small",
-       "bnext_middle", "bnext_large", "lqz_quicknet_small", "lqz_quicknet",
-       "lqz_quicknet_large", "lqz_birealnet"]
+ZOO = ["reactnet_18", "reactnet_34", "reactnet_a", "birealnet_18", "birealnet_34",
+       "bnext_tiny", "bnext_small", "bnext_middle", "bnext_large", "lqz_quicknet_small",
+       "lqz_quicknet", "lqz_quicknet_large", "lqz_birealnet"]
 
 #: 1-bit weights, exactly (issue 3; larq-zoo's from its own architecture).
 BINARY_PARAMS = {
+    "reactnet_18": 10_985_472, "reactnet_34": 21_086_208,
     "reactnet_a": 28_253_184, "bnext_tiny": 28_253_184, "bnext_small": 63_569_664,
     "bnext_middle": 126_238_464, "bnext_large": 308_310_016,
     "birealnet_18": 10_985_472, "birealnet_34": 21_086_208, "lqz_birealnet": 10_985_472,
@@ -33,12 +34,14 @@ BINARY_PARAMS = {
     "lqz_quicknet_large": 22_634_496,
 }
 #: binary convs each model must lower to LceBconv2d.
-BINARY_CONVS = {"reactnet_a": 31, "bnext_tiny": 31, "birealnet_18": 16, "birealnet_34": 32,
+BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_tiny": 31,
+                "birealnet_18": 16, "birealnet_34": 32,
                 "lqz_birealnet": 16, "lqz_quicknet_small": 16, "lqz_quicknet": 16,
-                "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 51,
-                "bnext_large": 71}
+                "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 47,
+                "bnext_large": 63}
 
-DEPLOY = [("birealnet_18", "bn"), ("reactnet_a", "bf"), ("bnext_tiny", "bf")]
+DEPLOY = [("birealnet_18", "bn"), ("reactnet_a", "bf"), ("bnext_tiny", "bf"),
+          ("lqz_birealnet", "bn")]
 if os.environ.get("BNN_ZOO_ALL"):
     DEPLOY = [(n, v) for n in ZOO for v in models.get(n).variants]
 
@@ -109,10 +112,12 @@ def test_trains_round_trips_and_deploys(name, variant, tmp_path, rng):
         stds = _stream_stds(model, x)
         assert stds and all(0.5 <= s <= 2.0 for s in stds), stds
 
-    # a few steps (eager: tracing a 300-layer graph costs more than the steps)
+    # two steps (eager: tracing a 300-layer graph costs more than the steps) on batches
+    # of 6: at 32x32 the last stages are 1x1, and BN's batch variance over 2 values
+    # blows the gradients of larq-zoo's QuickNets up to inf
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(x, np.arange(6) % 10, batch_size=2, epochs=1, verbose=0)
+    history = model.fit(x, np.arange(6) % 10, batch_size=6, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
