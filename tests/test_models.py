@@ -46,6 +46,13 @@ def test_variants_differ_only_where_they_should():
     assert "BatchNormalization" not in _layer_types(bf)
     assert sum(isinstance(lay, ScaledStdQuantConv2D) for lay in bf.layers) == 16
     assert sum(isinstance(lay, ScaledStdConv2D) for lay in bf.layers) == 1 + 3
+    # the NF head: N(0, 0.01) for bf only; bn and none keep Keras's Glorot kernel
+    # (std sqrt(2 / (512 + 10)) = 0.062)
+    stds = {name: float(np.std(m.get_layer("classifier").kernel.numpy()))
+            for name, m in [("bn", bn), ("none", none), ("bf", bf)]}
+    assert stds["bf"] == pytest.approx(0.01, rel=0.1)
+    assert stds["bn"] == pytest.approx(0.062, rel=0.1) and stds["none"] == pytest.approx(
+        0.062, rel=0.1)
 
 
 def test_stem_follows_input_size():

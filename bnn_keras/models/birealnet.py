@@ -88,7 +88,7 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
             x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
                        expected_var**-0.5)
             expected_var += alpha**2
-    outputs = classifier_head(x, num_classes)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

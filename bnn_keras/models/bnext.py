@@ -206,7 +206,7 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
                              "keep or double their width")
         expected_var += alpha**2
     x = _prelu(x, "head_prelu")
-    outputs = classifier_head(x, num_classes)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

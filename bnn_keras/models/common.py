@@ -77,7 +77,17 @@ def resnet_stem(inputs: tf.Tensor, filters: int, stem: str, variant: str) -> tf.
     return batch_norm(x, variant, "stem_bn")
 
 
-def classifier_head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """Global average pool then a float ``Dense`` named ``classifier`` (logits)."""
+def classifier_head(x: tf.Tensor, num_classes: int, *, normalizer_free: bool = False
+                    ) -> tf.Tensor:
+    """Global average pool then a float ``Dense`` named ``classifier`` (logits).
+
+    ``normalizer_free`` initialises the kernel from N(0, 0.01), as the NF-ResNets and
+    NFNets do (Brock et al. 2021): without normalisation the pooled features of a
+    BN-free net grow with depth (std ~4-5 for reactnet_18 ``bf``), and Keras's default
+    Glorot kernel would start it with logits of std ~7 and a loss far above log(classes).
+    """
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.layers.Dense(num_classes, name="classifier")(x)
+    initializer = (keras.initializers.RandomNormal(0.0, 0.01) if normalizer_free
+                   else "glorot_uniform")
+    return keras.layers.Dense(num_classes, kernel_initializer=initializer,
+                              name="classifier")(x)

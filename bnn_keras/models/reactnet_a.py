@@ -143,7 +143,7 @@ def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, 
             expected_var += 2 * alpha**2
         else:
             x = _block(x, filters, strides, variant, name_i)
-    outputs = classifier_head(x, num_classes)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

@@ -98,7 +98,7 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
             beta = expected_var**-0.5
             x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha, beta)
             expected_var += alpha**2
-    outputs = classifier_head(x, num_classes)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 
