@@ -16,7 +16,6 @@ understates what a board shows; measure on the board with ``bnn-keras bench --ss
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -27,8 +26,9 @@ from bnn_keras.bench.local import benchmark_flatbuffer
 from bnn_keras.errors import BnnError
 from bnn_keras.export import binary_conv_layers, convert, op_counts
 from bnn_keras.export.report import mac_figures, size_figures
+from bnn_keras.io import atomic_write_json
 
-COLUMNS = [("model", "{}"), ("threads", "{}"), ("tflite MiB", "{:.2f}"),
+COLUMNS = [("model", "{}"), ("variant", "{}"), ("threads", "{}"), ("tflite MiB", "{:.2f}"),
            ("size/ideal", "{:.2f}"), ("binary MACs", "{:.1%}"), ("LceBconv2d", "{}"),
            ("LCE ms", "{:.2f}"), ("float ms", "{:.2f}"), ("float/LCE", "{:.2f}"),
            ("float MiB", "{:.2f}")]
@@ -36,7 +36,8 @@ COLUMNS = [("model", "{}"), ("threads", "{}"), ("tflite MiB", "{:.2f}"),
 
 def measure(name: str, size: int, threads: list[int], runs: int, warmup: int) -> list[dict]:
     """Figures for model ``name`` at ``size`` x ``size``, one dict per thread count."""
-    model = models.create(name, num_classes=1000, input_shape=(size, size, 3))
+    variant = models.get(name).default_variant
+    model = models.create(name, variant, num_classes=1000, input_shape=(size, size, 3))
     flatbuffer = convert(model)
     stats = models.model_stats(model)
     sizes = size_figures(stats, len(flatbuffer))
@@ -49,7 +50,7 @@ def measure(name: str, size: int, threads: list[int], runs: int, warmup: int) ->
         base = benchmark_flatbuffer(float_fb, threads=n, runs=runs, warmup=warmup,
                                     use_xnnpack=True)
         rows.append({
-            "model": name, "input_size": size, "threads": n,
+            "model": name, "variant": variant, "input_size": size, "threads": n,
             "tflite_bytes": len(flatbuffer), "tflite MiB": len(flatbuffer) / 2**20,
             "ideal_bytes": sizes.ideal_bytes, "size/ideal": sizes.size_over_ideal,
             "binary MACs": macs["binary_mac_share"], "binary_macs": macs["binary_macs"],
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1", help="thread counts, e.g. 1,4")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", dest="json_path", default=None, help="also write JSON here")
+    parser.add_argument("--json", dest="json_path", default=None,
+                        help="also write JSON here (rewritten after every model)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     threads = [int(t) for t in args.threads.split(",")]
@@ -112,12 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                    f"{last['tflite MiB']:.2f} MiB, {last['size/ideal']:.2f}x ideal, "
                    f"LCE {last['LCE ms']:.1f} ms, float {last['float ms']:.1f} ms")
         print(f"{name}: {summary} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+        if args.json_path:  # after every model: a crash (OOM on a large one) keeps the rest
+            atomic_write_json(args.json_path, rows)
     print(f"LCE .tflite vs float TFLite (XNNPACK) at {args.input_size}x{args.input_size}, "
           f"local CPU, {args.runs} runs")
     print(format_rows(rows))
-    if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump(rows, f, indent=2)
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -20,7 +20,6 @@ models (minutes each at 224 on a laptop CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -74,6 +73,7 @@ def row_ok(row: dict, min_agreement: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from bnn_keras import models
+    from bnn_keras.io import atomic_write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['float_ops']:>9} {row['mul_into_binarizer']:>9} "
                   f"{row['top1_agreement']:>9.0%} {row['seconds']:>6.0f}"
                   f"{'' if ok else '  FAIL'}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"input_shape": shape, "num_classes": args.num_classes, "rows": rows},
-                      f, indent=1)
+            if args.json:  # after every row: a crash on a large model keeps the others
+                atomic_write_json(args.json, {"input_shape": shape,
+                                              "num_classes": args.num_classes, "rows": rows})
     print(f"{len(rows) - failed}/{len(rows)} ok")
     return 1 if failed else 0
 

@@ -11,6 +11,8 @@ on them).
 
 from __future__ import annotations
 
+import tempfile
+
 import tf_keras as keras
 
 from bnn_keras.bench.local import Latency, benchmark_flatbuffer
@@ -58,12 +60,17 @@ def float_model(model: keras.Model) -> keras.Model:
 
 
 def float_flatbuffer(model: keras.Model) -> bytes:
-    """The float baseline of ``model`` as a ``.tflite`` (``tf.lite.TFLiteConverter``)."""
+    """The float baseline of ``model`` as a ``.tflite`` (``tf.lite.TFLiteConverter``, from
+    the one-signature SavedModel of :func:`bnn_keras.export.convert.save_inference_graph`)."""
     import tensorflow as tf
+
+    from bnn_keras.export.convert import save_inference_graph
 
     floated = float_model(model)
     try:
-        return tf.lite.TFLiteConverter.from_keras_model(floated).convert()
+        with tempfile.TemporaryDirectory() as directory:
+            save_inference_graph(floated, directory)
+            return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
     except Exception as err:  # noqa: BLE001
         msg = str(err).strip().splitlines()
         raise BnnError(f"TFLite cannot convert the float baseline of {model.name!r}: "

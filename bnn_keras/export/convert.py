@@ -18,7 +18,7 @@ from bnn_keras.io import atomic_write_bytes
 LCE_CUSTOM_OPS = frozenset({"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d"})
 
 
-def _save_inference_graph(model: keras.Model, directory: str) -> None:
+def save_inference_graph(model: keras.Model, directory: str) -> None:
     """Save ``model``'s inference call at batch size 1 as a SavedModel, one signature.
 
     ``lce.convert_keras_model`` saves through Keras's SavedModel export, which traces
@@ -41,7 +41,7 @@ def _save_inference_graph(model: keras.Model, directory: str) -> None:
 def convert(model: keras.Model, **lce_kwargs) -> bytes:
     """Convert with LCE after :func:`fold_scales`.
 
-    Single-input, single-output models go through :func:`_save_inference_graph` and
+    Single-input, single-output models go through :func:`save_inference_graph` and
     ``larq_compute_engine.convert_saved_model``; others through
     ``larq_compute_engine.convert_keras_model``. ``lce_kwargs`` go to the converter.
     """
@@ -51,7 +51,7 @@ def convert(model: keras.Model, **lce_kwargs) -> bytes:
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             with tempfile.TemporaryDirectory() as directory:
-                _save_inference_graph(model, directory)
+                save_inference_graph(model, directory)
                 flatbuffer = lce.convert_saved_model(directory, **lce_kwargs)
         else:
             flatbuffer = lce.convert_keras_model(model, **lce_kwargs)
