@@ -47,14 +47,15 @@ def convert(model: keras.Model, **lce_kwargs) -> bytes:
     """
     import larq_compute_engine as lce
 
-    model = fold_scales(model)
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             with tempfile.TemporaryDirectory() as directory:
-                save_inference_graph(model, directory)
+                # the folded copy is dropped before the converter runs: for bnext_large
+                # every copy of the weights is 1.2 GB
+                save_inference_graph(fold_scales(model), directory)
                 flatbuffer = lce.convert_saved_model(directory, **lce_kwargs)
         else:
-            flatbuffer = lce.convert_keras_model(model, **lce_kwargs)
+            flatbuffer = lce.convert_keras_model(fold_scales(model), **lce_kwargs)
     except Exception as err:  # noqa: BLE001 - the converter raises many types
         msg = str(err).strip().splitlines()
         raise BnnError(f"LCE cannot convert model {model.name!r}: "
