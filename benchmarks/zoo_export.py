@@ -1,6 +1,7 @@
 """Convert zoo models with LCE and check the deployed graph stays binary.
 
-For each model and variant: build it untrained, convert with
+For each model and variant: build it untrained, set its BatchNorm statistics from the
+sample inputs (``--no-calibrate-bn`` keeps the initial ones), convert with
 :func:`bnn_keras.export.convert`, and print one row: tflite size, LceBconv2d count
 against the model's binary convs, the float ops left (every op that is not an LCE op),
 whether a float ``MUL`` feeds an ``LceQuantize``, and the LCE interpreter's top-1
@@ -31,20 +32,24 @@ FLOAT_FREE = frozenset({"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPo
 
 
 def export_row(name: str, variant: str, input_shape: tuple[int, int, int], num_classes: int,
-               samples: int, seed: int = 0) -> dict:
-    """Build, convert and check one model; the row as a dict."""
+               samples: int, seed: int = 0, calibrate: bool = True) -> dict:
+    """Build, convert and check one model; the row as a dict. ``calibrate`` sets the BN
+    moving statistics from the sample inputs first
+    (:func:`bnn_keras.export.calibrate_batchnorm`)."""
     import tf_keras as keras
 
     from bnn_keras import export, models
 
     start = time.perf_counter()
     model = models.create(name, variant, num_classes=num_classes, input_shape=input_shape)
+    inputs = np.random.default_rng(seed).standard_normal(
+        (samples, *input_shape)).astype(np.float32)
+    if calibrate:
+        export.calibrate_batchnorm(model, inputs)
     flatbuffer = export.convert(model)
     counts = export.op_counts(flatbuffer)
     binary_convs = len(export.binary_conv_layers(model))
     producers = export.input_producers(flatbuffer, "LceQuantize")
-    inputs = np.random.default_rng(seed).standard_normal(
-        (samples, *input_shape)).astype(np.float32)
     agreement = export.compare(model, flatbuffer, inputs)
     row = {
         "model": name,
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="inputs for the agreement")
     parser.add_argument("--min-agreement", type=float, default=0.99)
     parser.add_argument("--json", default="", help="also write the rows to this file")
+    parser.add_argument("--no-calibrate-bn", dest="calibrate", action="store_false",
+                        help="keep BN's initial statistics (untrained BN nets then do not "
+                             "normalise, and their logits can reach 1e8)")
     args = parser.parse_args(argv)
 
     shape = tuple(int(v) for v in args.input_shape.split(","))
@@ -97,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in models.get(name).variants:
             if wanted and variant not in wanted:
                 continue
-            row = export_row(name, variant, shape, args.num_classes, args.samples)
+            row = export_row(name, variant, shape, args.num_classes, args.samples,
+                             calibrate=args.calibrate)
             rows.append(row)
             ok = row_ok(row, args.min_agreement)
             failed += not ok

@@ -71,3 +71,27 @@ def test_not_a_flatbuffer(tmp_path):
         export.read_flatbuffer(bad)
     with pytest.raises(BnnError, match="not found"):
         export.read_flatbuffer(tmp_path / "missing.tflite")
+
+
+def test_calibrate_batchnorm_sets_batch_statistics(rng):
+    import tf_keras as keras
+
+    x_in = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(5, 3, padding="same", name="conv")(x_in)
+    y = keras.layers.BatchNormalization(momentum=0.99, name="bn")(h)
+    model = keras.Model(x_in, keras.layers.BatchNormalization(name="bn2")(y * 3.0 + 1.0))
+    x = rng.normal(2.0, 3.0, (16, 4, 4, 3)).astype(np.float32)
+    assert export.calibrate_batchnorm(model, x) == 2
+    conv_out = keras.Model(x_in, h)(x).numpy()
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), conv_out.mean(axis=(0, 1, 2)),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),  # Keras keeps the unbiased one
+                               conv_out.var(axis=(0, 1, 2), ddof=1),
+                               rtol=1e-3)
+    assert bn.momentum == 0.99  # restored
+    # the second BN saw the first one's normalised output: mean 1, variance 9
+    np.testing.assert_allclose(model.get_layer("bn2").moving_mean.numpy(), 1.0, atol=1e-3)
+    np.testing.assert_allclose(model.get_layer("bn2").moving_variance.numpy(), 9.0, rtol=1e-2)
+    out = model(x).numpy()  # inference now normalises: about zero mean, unit variance
+    assert abs(out.mean()) < 1e-3 and abs(out.std() - 1.0) < 1e-2

@@ -1,6 +1,7 @@
 """Export: Keras model -> LCE ``.tflite`` flatbuffer, with an op report and a check
 against the Keras model."""
 
+from bnn_keras.export.calibrate import calibrate_batchnorm
 from bnn_keras.export.convert import (
     Agreement,
     ExportReport,
@@ -13,8 +14,7 @@ from bnn_keras.export.flatbuffer import check_flatbuffer, input_producers, op_co
 from bnn_keras.export.fold import binary_conv_layers, fold_scales, foldable_biases
 
 __all__ = [
-    "Agreement", "ExportReport", "binary_conv_layers", "check_flatbuffer", "compare",
-    "convert", "export_model", "fold_scales", "foldable_biases", "input_producers", "op_counts",
-    "op_list",
-    "read_flatbuffer",
+    "Agreement", "ExportReport", "binary_conv_layers", "calibrate_batchnorm",
+    "check_flatbuffer", "compare", "convert", "export_model", "fold_scales", "foldable_biases",
+    "input_producers", "op_counts", "op_list", "read_flatbuffer",
 ]
