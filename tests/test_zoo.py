@@ -4,8 +4,9 @@ The deploy test (build, two training steps, ``.keras`` round trip, LCE conversio
 every binary conv lowered, interpreter agreement) costs 30 s to several minutes per model
 on 2 cores, so in CI it runs on one model per builder code path (``DEPLOY``: Bi-Real BN,
 ReActNet-A BN-free, BNext BN-free, larq-zoo; ``tests/test_export.py`` adds reactnet_18 in
-all three variants). ``BNN_ZOO_ALL=1`` runs it on every registered zoo model and variant
-(25 cases, about half an hour; results in ``zoo/README.md``).
+all three variants, conversion checks only). ``BNN_ZOO_ALL=1`` runs it on every
+registered zoo model and variant: 25 cases, most of an hour on 2 cores, and bnext_middle /
+bnext_large need 12 / 17+ GB of memory each (results in ``zoo/README.md``).
 """
 
 import gc
