@@ -11,6 +11,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 
+def is_binarizing(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` binarises its input (a larq layer with a 1-bit input quantizer)."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+
+
 def standardize_kernel(kernel: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
     r"""Scaled weight standardisation (Brock et al. 2021), per output channel.
 

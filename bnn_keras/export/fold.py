@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import larq as lq
-import numpy as np
 import tf_keras as keras
 
 from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
-
-
-def is_binarizing(layer: keras.layers.Layer) -> bool:
-    """Whether ``layer`` binarises its input (a larq layer with a 1-bit input quantizer)."""
-    quantizer = getattr(layer, "input_quantizer", None)
-    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+from bnn_keras.quantizers import is_binarizing
 
 
 def binary_conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -72,10 +66,6 @@ def fold_scales(model: keras.Model) -> keras.Model:
     for src, dst in zip(model.layers, folded.layers):
         if src.name in ws_convs:
             kernel = src.binary_kernel().numpy()
-            # exactly one magnitude per channel (the straight-through form w + (q - w)
-            # leaves last-bit differences that stop LCE from seeing a binary filter)
-            kernel = np.sign(kernel) * np.abs(kernel).mean(axis=(0, 1, 2), dtype=np.float64)
-            kernel = kernel.astype(np.float32)
             dst.set_weights([kernel, src.bias.numpy()] if src.use_bias else [kernel])
             continue
         weights = src.get_weights()

@@ -119,10 +119,12 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
         self._build_gain()
 
     def binary_kernel(self) -> tf.Tensor:
-        """The deployed kernel ``c * g * s * sign(W_hat)``."""
-        return self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable)) * (
-            self._channel_scale()
-        )
+        """The deployed kernel ``c * g * s * sign(W_hat)``, exactly one magnitude per output
+        channel (the quantizer's straight-through form leaves last-bit differences that
+        stop LCE from seeing a binary filter)."""
+        q = self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable))
+        s = tf.reduce_mean(tf.abs(q), axis=[0, 1, 2])
+        return tf.sign(q) * (s * self._channel_scale())
 
     def convolution_op(self, inputs, kernel):
         # `kernel` is already s * sign(W_hat) (larq reads the quantized variable here).

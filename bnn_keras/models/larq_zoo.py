@@ -24,6 +24,7 @@ import tf_keras as keras
 
 from bnn_keras.models.common import classifier_head
 from bnn_keras.models.registry import register
+from bnn_keras.quantizers import is_binarizing
 
 VARIANTS = ("bn",)
 
@@ -64,10 +65,9 @@ def _pad_binary_convs_with_one(model: keras.Model) -> keras.Model:
     """``model`` rebuilt with ``pad_values=1.0`` on its zero-padded binary "same" convs."""
 
     def zero_padded(layer: keras.layers.Layer) -> bool:
-        quantizer = getattr(layer, "input_quantizer", None)
         return (isinstance(layer, keras.layers.Conv2D) and layer.padding == "same"
-                and getattr(layer, "pad_values", None) == 0.0
-                and getattr(quantizer, "precision", None) == 1 and layer.kernel_size != (1, 1))
+                and getattr(layer, "pad_values", None) == 0.0 and is_binarizing(layer)
+                and layer.kernel_size != (1, 1))
 
     if not any(zero_padded(layer) for layer in model.layers):
         return model
