@@ -95,3 +95,36 @@ def test_calibrate_batchnorm_sets_batch_statistics(rng):
     np.testing.assert_allclose(model.get_layer("bn2").moving_variance.numpy(), 9.0, rtol=1e-2)
     out = model(x).numpy()  # inference now normalises: about zero mean, unit variance
     assert abs(out.mean()) < 1e-3 and abs(out.std() - 1.0) < 1e-2
+
+
+def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
+    """Identical up to rounding binarizer by binarizer; a perturbed flatbuffer shows up at
+    the first binarizer, with flips far from zero."""
+    import tf_keras as keras
+
+    from bnn_keras.export import trace
+    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+
+    model = build_reactnet_resnet((2, 1), variant="bn", num_classes=10,
+                                  input_shape=(16, 16, 3), widths=(8, 16), name="tiny")
+    x = rng.standard_normal((3, 16, 16, 3)).astype(np.float32)
+    export.calibrate_batchnorm(model, x)
+    traces = trace.trace_signs(model, x)
+    assert len(traces) == len(trace.binarizer_inputs(model)) >= 3
+    for t in traces:
+        assert t.flips == [0, 0, 0], t
+        assert max(t.max_abs_diff) < 1e-4 * max(1.0, t.std), t
+
+    real_convert = trace.convert
+
+    def convert_with_stem_negated(truncated):
+        copy = keras.models.clone_model(truncated)
+        copy.set_weights(truncated.get_weights())
+        stem = next(lay for lay in copy.layers if isinstance(lay, keras.layers.Conv2D))
+        stem.kernel.assign(-stem.kernel)
+        return real_convert(copy)
+
+    monkeypatch.setattr(trace, "convert", convert_with_stem_negated)
+    first = trace.trace_signs(model, x, layers=[traces[0].layer])
+    assert len(first) == 1 and min(first[0].flips) > 0.1 * first[0].size
+    assert min(first[0].flip_max_abs) > 0.1 * first[0].std

@@ -3,7 +3,12 @@
 import numpy as np
 import tensorflow as tf
 
-from bnn_keras.quantizers import StandardizedSign, scaled_sign, standardize_kernel
+from bnn_keras.quantizers import (
+    StandardizedSign,
+    scaled_sign,
+    standardize_kernel,
+    standardized_sign,
+)
 
 
 def np_standardize(w, eps=1e-5):
@@ -48,3 +53,25 @@ def test_standardized_sign_is_marked_binary_and_serialises():
     q = StandardizedSign(eps=1e-4)
     assert q.precision == 1
     assert StandardizedSign.from_config(q.get_config()).eps == 1e-4
+
+
+def test_standardized_sign_is_the_composition_with_its_gradient(rng):
+    """The fused op: same forward (exactly one magnitude per channel) and the same
+    gradient as autodiff through ``scaled_sign(standardize_kernel(w))``."""
+    w = tf.constant(rng.normal(0.2, 1.5, (3, 3, 8, 5)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(3, 3, 8, 5)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(w)
+        fused = standardized_sign(w)
+        composed = scaled_sign(standardize_kernel(w))
+        y_fused = tf.reduce_sum(fused * upstream)
+        y_composed = tf.reduce_sum(composed * upstream)
+    np.testing.assert_allclose(fused.numpy(), composed.numpy(), rtol=1e-6, atol=1e-7)
+    magnitudes = np.abs(fused.numpy()).reshape(-1, 5)
+    assert (magnitudes == magnitudes[0]).all()  # exact, unlike the composition's STE form
+    expected = tape.gradient(y_composed, w).numpy()
+    got = tape.gradient(y_fused, w).numpy()
+    assert np.abs(expected).max() > 0.01
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    # |W_hat| < 1 always (each channel's squared norm is below 1): the STE clip never binds
+    assert np.abs(standardize_kernel(w).numpy()).max() < 1.0

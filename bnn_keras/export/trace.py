@@ -1,0 +1,93 @@
+"""Where an LCE flatbuffer first departs from its Keras model: binarizer by binarizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tf_keras as keras
+
+from bnn_keras.export.convert import convert
+from bnn_keras.export.fold import binary_conv_layers
+
+
+@dataclass
+class SignTrace:
+    """One binarizer's input, Keras against LCE, over a batch of samples.
+
+    ``flips[i]`` counts the elements of sample ``i`` whose sign differs (``sign(0) = +1``,
+    as in larq and ``LceQuantize``); ``flip_max_abs[i]`` is the largest ``|x|`` Keras
+    computed at those elements (0 without flips), against ``std``, the tensor's standard
+    deviation. ``max_abs_diff[i]`` is the largest difference anywhere in the tensor.
+    """
+
+    layer: str
+    size: int
+    std: float
+    flips: list[int]
+    flip_max_abs: list[float]
+    max_abs_diff: list[float]
+
+
+def binarizer_inputs(model: keras.Model) -> list[tuple[str, keras.KerasTensor]]:
+    """The distinct tensors that ``model``'s binary convs binarise, in graph order, each
+    named after the first conv that reads it."""
+    seen, out = set(), []
+    for layer in binary_conv_layers(model):
+        tensor = layer.input
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            out.append((layer.name, tensor))
+    return out
+
+
+def _signs(x: np.ndarray) -> np.ndarray:
+    return np.where(x < 0, -1, 1)
+
+
+def trace_signs(model: keras.Model, inputs: np.ndarray, *, every: int = 1,
+                layers: list[str] | None = None) -> list[SignTrace]:
+    r"""Compare the input of every ``every``-th binarizer (or of those read by the convs
+    named in ``layers``) between Keras and LCE.
+
+    Each binarizer input \(x\) gets a model of its own, ``model`` truncated at \(x\),
+    converted with :func:`~bnn_keras.export.convert` and run in LCE's interpreter on
+    ``inputs``. LCE computes the float parts in another order than TensorFlow (fused
+    BatchNorm as \(a x + b\), its own conv kernels), so \(x\) differs in the last bits;
+    where \(|x|\) is that small, \(\operatorname{sign}(x)\) can differ, and the next
+    binary conv's output then differs by 2 at every position that reads the flipped
+    element. The first binarizer with ``flips > 0`` says where a disagreement between
+    the two runtimes starts, and ``flip_max_abs`` whether rounding explains it.
+
+    One conversion per traced binarizer: minutes for a large model at 224x224.
+
+    Example:
+        ```python
+        for t in trace_signs(model, x, every=4):
+            print(t.layer, t.flips, t.flip_max_abs, t.std)
+        ```
+    """
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    inputs = np.asarray(inputs, dtype=np.float32)
+    chosen = binarizer_inputs(model)
+    if layers is not None:
+        chosen = [(name, t) for name, t in chosen if name in set(layers)]
+    else:
+        chosen = chosen[::every]
+    traces = []
+    for name, tensor in chosen:
+        truncated = keras.Model(model.input, tensor, name=f"{model.name}_to_{name}")
+        expected = truncated.predict(inputs, batch_size=8, verbose=0)
+        interpreter = Interpreter(convert(truncated), num_threads=2)
+        got = np.concatenate([interpreter.predict(inputs[i:i + 1])
+                              for i in range(len(inputs))]).reshape(expected.shape)
+        flips, flip_max, diffs = [], [], []
+        for e, g in zip(expected, got):
+            flipped = _signs(e) != _signs(g)
+            flips.append(int(flipped.sum()))
+            flip_max.append(float(np.abs(e[flipped]).max()) if flipped.any() else 0.0)
+            diffs.append(float(np.abs(e - g).max()))
+        traces.append(SignTrace(name, int(expected[0].size), float(expected.std()), flips,
+                                flip_max, diffs))
+    return traces
