@@ -128,3 +128,19 @@ def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
     first = trace.trace_signs(model, x, layers=[traces[0].layer])
     assert len(first) == 1 and min(first[0].flips) > 0.1 * first[0].size
     assert min(first[0].flip_max_abs) > 0.1 * first[0].std
+    # bisection lands on the same binarizer and does not call these flips rounding
+    found = trace.first_flips(model, x, [0, 2])
+    assert [d.layer for d in found] == [traces[0].layer] * 2
+    assert not any(d.rounding for d in found)
+    assert found[0].flips == first[0].flips[0]
+
+
+def test_divergence_is_rounding_only_near_zero_after_agreement():
+    from bnn_keras.export.trace import Divergence
+
+    near = dict(sample=0, layer="b2", flips=1, std=2.0, before_std=1.5, tolerance=1e-4)
+    assert Divergence(flip_max_abs=5e-6, before_max_abs_diff=4e-5, **near).rounding
+    assert not Divergence(flip_max_abs=0.3, before_max_abs_diff=4e-5, **near).rounding
+    assert not Divergence(flip_max_abs=5e-6, before_max_abs_diff=0.5, **near).rounding
+    assert not Divergence(**{**near, "layer": None, "flips": 0}, flip_max_abs=0.0,
+                          before_max_abs_diff=0.0).rounding

@@ -1,12 +1,14 @@
 """The model zoo: the papers' counts, LCE lowering, training steps and ``.keras`` round trips.
 
 The deploy test (build, two training steps, ``.keras`` round trip, LCE conversion with
-every binary conv lowered, interpreter agreement) costs 30 s to several minutes per model
-on 2 cores, so in CI it runs on one model per builder code path (``DEPLOY``: Bi-Real BN,
-ReActNet-A BN-free, BNext BN-free, larq-zoo; ``tests/test_export.py`` adds reactnet_18 in
-all three variants, conversion checks only). ``BNN_ZOO_ALL=1`` runs it on every
-registered zoo model and variant: 25 cases, most of an hour on 2 cores, and bnext_middle /
-bnext_large need 12 / 17+ GB of memory each (results in ``zoo/README.md``).
+every binary conv lowered, interpreter agreement) costs 15 s to 2 minutes per model on 2
+cores at 32x32, 4-7 minutes and 12-17 GB for bnext_middle / bnext_large. In CI it runs
+on ``DEPLOY``: ReActNet-A and Bi-Real in every variant, BNext-T bf, and every
+larq-zoo model; ``tests/test_export.py`` converts reactnet_18 in its three variants and
+``test_bnext_deep_layouts_lower_fully`` converts bnext_middle / bnext_large block for
+block at an eighth (a sixth) of their width. ``BNN_ZOO_ALL=1`` runs the deploy test on
+every registered zoo model and variant: 25 cases, about 40 minutes on 2 cores (results
+in ``zoo/README.md``); never beside another memory-heavy job.
 """
 
 import gc
@@ -21,6 +23,7 @@ import tf_keras as keras
 from bnn_keras import export, models
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix
+from bnn_keras.models.bnext import CONFIGS, BNextConfig, build_bnext
 
 ZOO = ["reactnet_18", "reactnet_34", "reactnet_a", "birealnet_18", "birealnet_34",
        "bnext_tiny", "bnext_small", "bnext_middle", "bnext_large", "lqz_quicknet_small",
@@ -42,7 +45,12 @@ BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_t
                 "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 47,
                 "bnext_large": 63}
 
-DEPLOY = [("birealnet_18", "bn"), ("reactnet_a", "bf"), ("bnext_tiny", "bf"),
+#: in CI (besides reactnet_18 bf/bn/none, converted in tests/test_export.py, and
+#: test_bnext_deep_layouts_lower_fully); BNN_ZOO_ALL adds the deeper or wider configs
+#: of the same builders
+DEPLOY = [("reactnet_a", "bf"), ("reactnet_a", "bn"), ("reactnet_a", "none"),
+          ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("bnext_tiny", "bf"),
+          ("lqz_quicknet_small", "bn"), ("lqz_quicknet", "bn"), ("lqz_quicknet_large", "bn"),
           ("lqz_birealnet", "bn")]
 if os.environ.get("BNN_ZOO_ALL"):
     DEPLOY = [(n, v) for n in ZOO for v in models.get(n).variants]
@@ -129,8 +137,6 @@ def test_trains_round_trips_and_deploys(name, variant, tmp_path, rng):
     path = tmp_path / "m.keras"
     model.save(path)
     expected = model(x[:2]).numpy()
-    float_convs = len(_float_layers(model, keras.layers.Conv2D, binary))
-    float_dense = len(_float_layers(model, keras.layers.Dense, binary))
     # what goes on is the reloaded model, without the trained one and its optimizer slots
     # (Adam: two more copies of the weights; bnext_large's are 1.2 GB each)
     del model, binary, history
@@ -138,18 +144,42 @@ def test_trains_round_trips_and_deploys(name, variant, tmp_path, rng):
     gc.collect()
     model = load_keras_model(path)
     np.testing.assert_allclose(model(x[:2]).numpy(), expected, rtol=1e-4, atol=1e-4)
-    binary = export.binary_conv_layers(model)
+    _assert_lowered(model, x[:4])
 
+
+def _assert_lowered(model, x):
+    """LCE conversion: every binary conv an ``LceBconv2d``, only the real convs and Dense
+    layers left float, no float ``MUL`` into a binarizer, Keras's top-1 on ``x``."""
+    binary = export.binary_conv_layers(model)
     flatbuffer = export.convert(model)
     counts = export.op_counts(flatbuffer)
     assert counts.get("LceBconv2d", 0) == len(binary), counts
-    # only the real convs and Dense layers stay float: no binary layer fell back
-    assert counts.get("CONV_2D", 0) == float_convs
-    assert counts.get("FULLY_CONNECTED", 0) == float_dense
+    assert counts.get("CONV_2D", 0) == len(_float_layers(model, keras.layers.Conv2D, binary))
+    assert counts.get("FULLY_CONNECTED", 0) == len(
+        _float_layers(model, keras.layers.Dense, binary))
     producers = export.input_producers(flatbuffer, "LceQuantize")
     assert producers and all("MUL" not in p for p in producers), producers
-    agreement = export.compare(model, flatbuffer, x[:4])
+    agreement = export.compare(model, flatbuffer, x)
     assert agreement.top1_agreement == 1.0, agreement
+
+
+@pytest.mark.parametrize("size, variant", [("middle", "bf"), ("large", "bn")] + (
+    [("middle", "bn"), ("large", "bf")] if os.environ.get("BNN_ZOO_ALL") else []))
+def test_bnext_deep_layouts_lower_fully(size, variant, rng):
+    """bnext_middle and bnext_large block for block (every block, ELM-Attention and
+    concatenation where the full models have them) at an 8-channel stem, so in CI.
+    At full width their weights (0.5 / 1.2 GB) take the deploy test to 12-17 GB and 4-7
+    minutes; ``BNN_ZOO_ALL=1`` runs it on them."""
+    full = CONFIGS[size]
+    narrow = BNextConfig(8, tuple(w * 8 // full.stem for w in full.blocks))
+    assert len(narrow.blocks) == {"middle": 21, "large": 29}[size]
+    assert tuple(w * full.stem // 8 for w in narrow.blocks) == full.blocks  # same layout
+    model = build_bnext(narrow, variant=variant, num_classes=10, input_shape=SMALL,
+                        name=f"bnext_{size}_narrow")
+    assert len(export.binary_conv_layers(model)) == BINARY_CONVS[f"bnext_{size}"]
+    x = rng.standard_normal((4, *SMALL)).astype(np.float32)
+    export.calibrate_batchnorm(model, x)  # untrained BN statistics give logits of 1e8
+    _assert_lowered(model, x)
 
 
 def test_recoupling_mix_is_clamped_and_serialises(tmp_path, rng):

@@ -76,6 +76,7 @@ class Agreement:
     samples: int
     top1_agreement: float
     max_abs_diff: float
+    disagreeing: list[int] = field(default_factory=list)  # indices whose top-1 differs
 
 
 def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
@@ -91,10 +92,12 @@ def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreem
                        f"{str(err).splitlines()[0][:200]}") from None
     got = np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
     got = got.reshape(expected.shape)
+    same = np.argmax(got, -1) == np.argmax(expected, -1)
     return Agreement(
         samples=len(inputs),
-        top1_agreement=float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1))),
+        top1_agreement=float(np.mean(same)),
         max_abs_diff=float(np.max(np.abs(got - expected))),
+        disagreeing=[int(i) for i in np.flatnonzero(~same)],
     )
 
 

@@ -91,3 +91,68 @@ def trace_signs(model: keras.Model, inputs: np.ndarray, *, every: int = 1,
         traces.append(SignTrace(name, int(expected[0].size), float(expected.std()), flips,
                                 flip_max, diffs))
     return traces
+
+
+@dataclass
+class Divergence:
+    """Where one sample's signs first differ between Keras and LCE (:func:`first_flips`).
+
+    ``layer`` is the first traced binarizer input with a flipped sign (``None``: none
+    flips anywhere) and ``flips`` / ``flip_max_abs`` / ``std`` its figures for this
+    sample; ``before_max_abs_diff`` / ``before_std`` are those of the binarizer input
+    before it (0 / 1 when it is the first). ``rounding`` says whether rounding explains
+    the flips: the two runtimes agree to ``tolerance * std`` up to the binarizer before,
+    and every flipped element is within ``tolerance * std`` of zero.
+    """
+
+    sample: int
+    layer: str | None
+    flips: int
+    flip_max_abs: float
+    std: float
+    before_max_abs_diff: float
+    before_std: float
+    tolerance: float
+
+    @property
+    def rounding(self) -> bool:
+        return (self.layer is not None
+                and self.before_max_abs_diff <= self.tolerance * self.before_std
+                and self.flip_max_abs <= self.tolerance * self.std)
+
+
+def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
+                tolerance: float = 1e-4) -> list[Divergence]:
+    """For each index in ``samples``, bisect ``model``'s binarizer inputs for a first one
+    whose sign differs between Keras and LCE: one with flips right after one without.
+
+    Each probe is one :func:`trace_signs` conversion shared by all samples, so a
+    63-binarizer model takes about ``log2(63) = 6`` conversions per diverging sample at
+    most, not 63. Bisection needs no monotonicity: it ends at a binarizer with flips
+    whose predecessor has none, and :attr:`Divergence.rounding` judges that pair.
+    """
+    chosen = binarizer_inputs(model)
+    probes: dict[int, SignTrace] = {}
+
+    def probe(k: int) -> SignTrace:
+        if k not in probes:
+            probes[k] = trace_signs(model, inputs, layers=[chosen[k][0]])[0]
+        return probes[k]
+
+    found = []
+    for i in samples:
+        lo, hi = -1, len(chosen)  # lo: no flips (or the input); hi: flips (or the output)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if probe(mid).flips[i]:
+                hi = mid
+            else:
+                lo = mid
+        before = probe(lo) if lo >= 0 else None
+        at = probe(hi) if hi < len(chosen) else None
+        found.append(Divergence(
+            sample=i, layer=at.layer if at else None, flips=at.flips[i] if at else 0,
+            flip_max_abs=at.flip_max_abs[i] if at else 0.0, std=at.std if at else 1.0,
+            before_max_abs_diff=before.max_abs_diff[i] if before else 0.0,
+            before_std=before.std if before else 1.0, tolerance=tolerance))
+    return found
