@@ -138,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if ok else '  FAIL'}", flush=True)
             for d in row["divergences"]:
                 print(f"    input {d['sample']}: " + (
-                    "no binarizer flips; differs after the last" if d["layer"] is None else
-                    f"first flips at {d['layer']}: {d['flips']} element(s), "
-                    f"|x| <= {d['flip_max_abs']:.2g} (std {d['std']:.3g}); before it "
-                    f"|diff| <= {d['before_max_abs_diff']:.2g} (std {d['before_std']:.3g})")
+                    "every binarizer input agrees; differs after the last"
+                    if d["layer"] is None else
+                    f"diverges at {d['layer']}: {d['flips']} sign flip(s), "
+                    f"|x| <= {d['flip_max_abs']:.2g}, |diff| <= {d['max_abs_diff']:.2g} "
+                    f"(std {d['std']:.3g}); before it |diff| <= "
+                    f"{d['before_max_abs_diff']:.2g} (std {d['before_std']:.3g})")
                     + (": rounding" if d["rounding"] else ": NOT rounding"), flush=True)
             if args.json:  # after every row: a crash on a large model keeps the others
                 atomic_write_json(args.json, {"input_shape": shape,

@@ -142,5 +142,9 @@ def test_divergence_is_rounding_only_near_zero_after_agreement():
     assert Divergence(flip_max_abs=5e-6, before_max_abs_diff=4e-5, **near).rounding
     assert not Divergence(flip_max_abs=0.3, before_max_abs_diff=4e-5, **near).rounding
     assert not Divergence(flip_max_abs=5e-6, before_max_abs_diff=0.5, **near).rounding
+    assert not Divergence(flip_max_abs=5e-6, before_max_abs_diff=4e-5, max_abs_diff=0.5,
+                          **near).rounding  # a value off, not only a sign
+    assert not Divergence(**{**near, "flips": 0}, flip_max_abs=0.0, before_max_abs_diff=4e-5,
+                          max_abs_diff=0.5).rounding
     assert not Divergence(**{**near, "layer": None, "flips": 0}, flip_max_abs=0.0,
                           before_max_abs_diff=0.0).rounding

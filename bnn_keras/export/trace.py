@@ -95,14 +95,15 @@ def trace_signs(model: keras.Model, inputs: np.ndarray, *, every: int = 1,
 
 @dataclass
 class Divergence:
-    """Where one sample's signs first differ between Keras and LCE (:func:`first_flips`).
+    """Where one sample first diverges between Keras and LCE (:func:`first_flips`).
 
-    ``layer`` is the first traced binarizer input with a flipped sign (``None``: none
-    flips anywhere) and ``flips`` / ``flip_max_abs`` / ``std`` its figures for this
-    sample; ``before_max_abs_diff`` / ``before_std`` are those of the binarizer input
-    before it (0 / 1 when it is the first). ``rounding`` says whether rounding explains
-    the flips: the two runtimes agree to ``tolerance * std`` up to the binarizer before,
-    and every flipped element is within ``tolerance * std`` of zero.
+    ``layer`` is the binarizer input found diverged (a sign flipped or a value off by
+    more than ``tolerance * std``; ``None``: none diverges) and ``flips`` /
+    ``flip_max_abs`` / ``max_abs_diff`` / ``std`` its figures for this sample;
+    ``before_max_abs_diff`` / ``before_std`` are those of the binarizer input before it
+    (0 / 1 when it is the first). ``rounding`` says whether rounding explains the step:
+    the runtimes agree to ``tolerance * std`` before it and at it, and what diverged is
+    signs of elements within ``tolerance * std`` of zero.
     """
 
     sample: int
@@ -113,23 +114,27 @@ class Divergence:
     before_max_abs_diff: float
     before_std: float
     tolerance: float
+    max_abs_diff: float = 0.0
 
     @property
     def rounding(self) -> bool:
-        return (self.layer is not None
+        return (self.layer is not None and self.flips > 0
                 and self.before_max_abs_diff <= self.tolerance * self.before_std
-                and self.flip_max_abs <= self.tolerance * self.std)
+                and self.flip_max_abs <= self.tolerance * self.std
+                and self.max_abs_diff <= self.tolerance * self.std)
 
 
 def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
                 tolerance: float = 1e-4) -> list[Divergence]:
-    """For each index in ``samples``, bisect ``model``'s binarizer inputs for a first one
-    whose sign differs between Keras and LCE: one with flips right after one without.
+    """For each index in ``samples``, bisect ``model``'s binarizer inputs for the point
+    where Keras and LCE part: a binarizer input that has diverged (a sign flipped, or a
+    value off by more than ``tolerance * std``) right after one that has not.
 
     Each probe is one :func:`trace_signs` conversion shared by all samples, so a
     63-binarizer model takes about ``log2(63) = 6`` conversions per diverging sample at
-    most, not 63. Bisection needs no monotonicity: it ends at a binarizer with flips
-    whose predecessor has none, and :attr:`Divergence.rounding` judges that pair.
+    most, not 63. Bisection needs no monotonicity: it ends at a diverged binarizer input
+    whose predecessor agrees to rounding, and :attr:`Divergence.rounding` judges whether
+    rounding explains that step (flips only, all within ``tolerance * std`` of zero).
     """
     chosen = binarizer_inputs(model)
     probes: dict[int, SignTrace] = {}
@@ -139,12 +144,16 @@ def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
             probes[k] = trace_signs(model, inputs, layers=[chosen[k][0]])[0]
         return probes[k]
 
+    def diverged(k: int, i: int) -> bool:
+        t = probe(k)
+        return t.flips[i] > 0 or t.max_abs_diff[i] > tolerance * t.std
+
     found = []
     for i in samples:
-        lo, hi = -1, len(chosen)  # lo: no flips (or the input); hi: flips (or the output)
+        lo, hi = -1, len(chosen)  # lo: agrees (or the input); hi: diverged (or the output)
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if probe(mid).flips[i]:
+            if diverged(mid, i):
                 hi = mid
             else:
                 lo = mid
@@ -154,5 +163,6 @@ def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
             sample=i, layer=at.layer if at else None, flips=at.flips[i] if at else 0,
             flip_max_abs=at.flip_max_abs[i] if at else 0.0, std=at.std if at else 1.0,
             before_max_abs_diff=before.max_abs_diff[i] if before else 0.0,
-            before_std=before.std if before else 1.0, tolerance=tolerance))
+            before_std=before.std if before else 1.0, tolerance=tolerance,
+            max_abs_diff=at.max_abs_diff[i] if at else 0.0))
     return found
