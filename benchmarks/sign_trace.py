@@ -52,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         export.calibrate_batchnorm(model, inputs)
 
     logits = model.predict(inputs, batch_size=8, verbose=0)
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(export.convert(model), num_threads=2)
-    lce_logits = np.concatenate([interpreter.predict(inputs[i:i + 1])
-                                 for i in range(len(inputs))]).reshape(logits.shape)
+    lce_logits = export.predict_tflite(export.convert(model), inputs).reshape(logits.shape)
     agree = np.argmax(logits, -1) == np.argmax(lce_logits, -1)
 
     print(f"{args.model} {args.variant} at {'x'.join(map(str, shape))}, {args.samples} "

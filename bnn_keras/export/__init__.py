@@ -8,6 +8,7 @@ from bnn_keras.export.convert import (
     compare,
     convert,
     export_model,
+    predict_tflite,
     read_flatbuffer,
 )
 from bnn_keras.export.flatbuffer import check_flatbuffer, input_producers, op_counts, op_list
@@ -18,5 +19,5 @@ __all__ = [
     "Agreement", "Divergence", "ExportReport", "SignTrace", "binary_conv_layers",
     "calibrate_batchnorm", "check_flatbuffer", "compare", "convert", "export_model",
     "first_flips", "fold_scales", "foldable_biases", "input_producers", "op_counts", "op_list",
-    "read_flatbuffer", "trace_signs",
+    "predict_tflite", "read_flatbuffer", "trace_signs",
 ]

@@ -79,19 +79,23 @@ class Agreement:
     disagreeing: list[int] = field(default_factory=list)  # indices whose top-1 differs
 
 
-def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
-    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+def predict_tflite(flatbuffer: bytes, inputs: np.ndarray) -> np.ndarray:
+    """Outputs of LCE's interpreter, one input at a time (LCE models have batch size 1)."""
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-    inputs = np.asarray(inputs, dtype=np.float32)
-    expected = model.predict(inputs, batch_size=64, verbose=0)
     try:
         interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
     except Exception as err:  # noqa: BLE001
-        raise BnnError(f"LCE's interpreter cannot run the flatbuffer: "
+        raise BnnError(f"LCE's interpreter cannot load the model: "
                        f"{str(err).splitlines()[0][:200]}") from None
-    got = np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
-    got = got.reshape(expected.shape)
+    return np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
+
+
+def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
+    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+    inputs = np.asarray(inputs, dtype=np.float32)
+    expected = model.predict(inputs, batch_size=64, verbose=0)
+    got = predict_tflite(flatbuffer, inputs).reshape(expected.shape)
     same = np.argmax(got, -1) == np.argmax(expected, -1)
     return Agreement(
         samples=len(inputs),

@@ -42,9 +42,10 @@ def fold_scales(model: keras.Model) -> keras.Model:
     - Each :class:`~bnn_keras.layers.ScaledStdQuantConv2D` becomes a larq ``QuantConv2D``
       whose kernel is its precomputed deployed kernel ``c * g * s * sign(W_hat)``
       (:meth:`~bnn_keras.layers.ScaledStdQuantConv2D.binary_kernel`) with exactly one
-      magnitude per output channel. Computed in the graph, that kernel can differ from
-      +-s in the last bit of a few values, and LCE then keeps the conv in float
-      (one of bnext_small ``bf``'s 31 binary convs did).
+      magnitude per output channel, and no standardisation ops are left for the
+      converter. Computed in the graph by the earlier straight-through quantizer, that
+      kernel differed from +-s in the last bit of a few values, and LCE kept the conv
+      in float (one of bnext_small ``bf``'s 31 binary convs did).
     """
     targets = {layer.name: layer for layer in foldable_biases(model)}
     ws_convs = {layer.name for layer in model.layers if isinstance(layer, ScaledStdQuantConv2D)}

@@ -18,7 +18,7 @@ import numpy as np
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.export.convert import ExportReport, export_model
+from bnn_keras.export.convert import ExportReport, export_model, predict_tflite
 from bnn_keras.io import atomic_write_json
 from bnn_keras.models.stats import ModelStats, model_stats
 
@@ -96,16 +96,12 @@ def split_arrays(dataset: str, split: str = "test", max_samples: int | None = No
 def check_split(model: keras.Model, flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *,
                 dataset: str = "", split: str = "") -> SplitCheck:
     """Accuracy of Keras and of the flatbuffer (LCE's interpreter) on ``x, y``."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     expected = tuple(int(d) for d in model.input_shape[1:])
     if tuple(x.shape[1:]) != expected:
         raise BnnError(f"the model takes inputs of shape {expected} but {dataset or 'the data'}"
                        f" has {tuple(x.shape[1:])}")
     keras_pred = np.argmax(model.predict(x, batch_size=64, verbose=0), -1)
-    interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
-    tflite_pred = np.asarray([int(np.argmax(interpreter.predict(x[i:i + 1])))
-                              for i in range(len(x))])
+    tflite_pred = np.argmax(predict_tflite(flatbuffer, x).reshape(len(x), -1), -1)
     y = np.asarray(y).reshape(-1)
     return SplitCheck(dataset=dataset, split=split, samples=len(x),
                       keras_accuracy=float(np.mean(keras_pred == y)),

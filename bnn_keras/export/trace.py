@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.export.convert import convert
+from bnn_keras.export.convert import convert, predict_tflite
 from bnn_keras.export.fold import binary_conv_layers
 
 
@@ -67,21 +67,18 @@ def trace_signs(model: keras.Model, inputs: np.ndarray, *, every: int = 1,
             print(t.layer, t.flips, t.flip_max_abs, t.std)
         ```
     """
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     inputs = np.asarray(inputs, dtype=np.float32)
     chosen = binarizer_inputs(model)
     if layers is not None:
-        chosen = [(name, t) for name, t in chosen if name in set(layers)]
+        wanted = set(layers)
+        chosen = [(name, t) for name, t in chosen if name in wanted]
     else:
         chosen = chosen[::every]
     traces = []
     for name, tensor in chosen:
         truncated = keras.Model(model.input, tensor, name=f"{model.name}_to_{name}")
         expected = truncated.predict(inputs, batch_size=8, verbose=0)
-        interpreter = Interpreter(convert(truncated), num_threads=2)
-        got = np.concatenate([interpreter.predict(inputs[i:i + 1])
-                              for i in range(len(inputs))]).reshape(expected.shape)
+        got = predict_tflite(convert(truncated), inputs).reshape(expected.shape)
         flips, flip_max, diffs = [], [], []
         for e, g in zip(expected, got):
             flipped = _signs(e) != _signs(g)

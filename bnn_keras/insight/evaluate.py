@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from bnn_keras.errors import BnnError
+from bnn_keras.export.convert import predict_tflite
 from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
 
 
@@ -16,18 +14,6 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     k = min(k, logits.shape[-1])
     top = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == labels[:, None], axis=-1)))
-
-
-def predict_tflite(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
-    """Logits of LCE's interpreter, one image at a time (LCE models have batch size 1)."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    try:
-        interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
-    except Exception as err:  # noqa: BLE001
-        raise BnnError(f"LCE's interpreter cannot load the model: "
-                       f"{str(err).splitlines()[0][:200]}") from None
-    return np.concatenate([interpreter.predict(images[i:i + 1]) for i in range(len(images))])
 
 
 def evaluate(target: str, dataset: str | None = None, split: str = "test",

@@ -120,8 +120,10 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
 
     def binary_kernel(self) -> tf.Tensor:
         """The deployed kernel ``c * g * s * sign(W_hat)``, exactly one magnitude per output
-        channel (the quantizer's straight-through form leaves last-bit differences that
-        stop LCE from seeing a binary filter)."""
+        channel, whatever the quantizer's forward computes (a straight-through form
+        ``clip(W_hat) + stop_gradient(q - clip(W_hat))`` leaves last-bit differences that
+        stop LCE from seeing a binary filter; :func:`~bnn_keras.quantizers.standardized_sign`
+        is exact, and this keeps the export so if the quantizer changes)."""
         q = self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable))
         s = tf.reduce_mean(tf.abs(q), axis=[0, 1, 2])
         return tf.sign(q) * (s * self._channel_scale())
