@@ -3,8 +3,8 @@
 The deploy test (build, two training steps, ``.keras`` round trip, LCE conversion with
 every binary conv lowered, interpreter agreement) costs 15 s to 2 minutes per model on 2
 cores at 32x32, 4-7 minutes and 12-17 GB for bnext_middle / bnext_large. In CI it runs
-on ``DEPLOY``: ReActNet-A and Bi-Real in every variant, BNext-T bf, and every
-larq-zoo model; ``tests/test_export.py`` converts reactnet_18 in its three variants and
+on ``DEPLOY``: reactnet_34, reactnet_a, birealnet_18 and birealnet_34 in every variant,
+bnext_tiny bf, and every larq-zoo model; ``tests/test_export.py`` converts reactnet_18 in its three variants and
 ``test_bnext_deep_layouts_lower_fully`` converts bnext_middle / bnext_large block for
 block at an eighth (a sixth) of their width. ``BNN_ZOO_ALL=1`` runs the deploy test on
 every registered zoo model and variant: 25 cases, about 40 minutes on 2 cores (results
@@ -48,8 +48,10 @@ BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_t
 #: in CI (besides reactnet_18 bf/bn/none, converted in tests/test_export.py, and
 #: test_bnext_deep_layouts_lower_fully); BNN_ZOO_ALL adds the deeper or wider configs
 #: of the same builders
-DEPLOY = [("reactnet_a", "bf"), ("reactnet_a", "bn"), ("reactnet_a", "none"),
-          ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("bnext_tiny", "bf"),
+DEPLOY = [("reactnet_34", "bf"), ("reactnet_34", "bn"), ("reactnet_34", "none"),
+          ("reactnet_a", "bf"), ("reactnet_a", "bn"), ("reactnet_a", "none"),
+          ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("birealnet_34", "bn"),
+          ("birealnet_34", "bf"), ("bnext_tiny", "bf"),
           ("lqz_quicknet_small", "bn"), ("lqz_quicknet", "bn"), ("lqz_quicknet_large", "bn"),
           ("lqz_birealnet", "bn")]
 if os.environ.get("BNN_ZOO_ALL"):
