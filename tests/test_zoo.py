@@ -4,11 +4,11 @@ The deploy test (build, two training steps, ``.keras`` round trip, LCE conversio
 every binary conv lowered, interpreter agreement) costs 15 s to 2 minutes per model on 2
 cores at 32x32, 4-7 minutes and 12-17 GB for bnext_middle / bnext_large. In CI it runs
 on ``DEPLOY``: reactnet_34, reactnet_a, birealnet_18 and birealnet_34 in every variant,
-bnext_tiny bf, and every larq-zoo model; ``tests/test_export.py`` converts reactnet_18 in its three variants and
-``test_bnext_deep_layouts_lower_fully`` converts bnext_middle / bnext_large block for
-block at an eighth (a sixth) of their width. ``BNN_ZOO_ALL=1`` runs the deploy test on
-every registered zoo model and variant: 25 cases, about 40 minutes on 2 cores (results
-in ``zoo/README.md``); never beside another memory-heavy job.
+bnext_tiny bf, and every larq-zoo model; ``tests/test_export.py`` converts reactnet_18
+in its three variants and ``test_bnext_deep_layouts_lower_fully`` converts bnext_middle
+/ bnext_large block for block at an eighth (a sixth) of their width. ``BNN_ZOO_ALL=1``
+runs the deploy test on every registered zoo model and variant: 25 cases, about 40
+minutes on 2 cores (results in ``zoo/README.md``); never beside another memory-heavy job.
 """
 
 import gc
