@@ -76,9 +76,9 @@ def standardized_sign(w: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
     \]
 
     (sums and means per output channel; the second term is the path through \(\sigma\)).
-    Autodiff of the composition keeps about ten kernel-sized tensors per layer until
-    the backward pass (3 GB for bnext_large's 308 M binary weights, each); this keeps
-    none but the output.
+    Autodiff of the composition keeps its kernel-sized intermediates until the backward
+    pass; this keeps none but the output (bnext_middle ``bf``, 0.5 GB of weights, after
+    two eager Adam steps at 32x32: 8.4 GB resident instead of 9.3 GB).
     """
     axes = list(range(len(w.shape) - 1))
     fan_in = 1
@@ -97,10 +97,9 @@ def standardized_sign(w: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
 
         def grad(upstream):
             centred = w - mean
-            g = upstream
-            proj = tf.reduce_sum(g * centred, axis=axes, keepdims=True)
+            proj = tf.reduce_sum(upstream * centred, axis=axes, keepdims=True)
             through_std = tf.math.divide_no_nan(proj, denom * denom * root_n * std)
-            return (g - tf.reduce_mean(g, axis=axes, keepdims=True)) / denom - (
+            return (upstream - tf.reduce_mean(upstream, axis=axes, keepdims=True)) / denom - (
                 centred * through_std)
 
         return out, grad
