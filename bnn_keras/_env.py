@@ -28,8 +28,15 @@ def ensure_legacy_keras() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
         return  # TensorFlow will read the variable when it is imported
+    import importlib
+
     import tensorflow as tf
     import tf_keras
 
-    if tf.keras.layers.Layer is not tf_keras.layers.Layer:
+    # Two bindings, both fixed by TensorFlow: the lazy attribute ``tf.keras`` is resolved on
+    # first use (so after the line above, when nothing used it yet), but the module path
+    # ``tensorflow.keras``, which larq imports from, when TensorFlow was imported.
+    path_keras = importlib.import_module("tensorflow.keras")
+    if (tf.keras.layers.Layer is not tf_keras.layers.Layer
+            or path_keras.layers.Layer is not tf_keras.layers.Layer):
         raise ImportError(_HOW_TO_FIX)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(code: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
@@ -21,9 +23,18 @@ def test_import_sets_legacy_keras_before_tensorflow():
     assert out.stdout.split()[-2:] == ["1", "True"]
 
 
-def test_keras3_already_imported_raises_clear_import_error():
-    out = _run("import tensorflow as tf; tf.keras.layers.Dense\n"
+@pytest.mark.parametrize("first", ["import tensorflow as tf; tf.keras.layers.Dense",
+                                   "import tensorflow"])  # tf.keras not yet resolved
+def test_keras3_already_imported_raises_clear_import_error(first):
+    out = _run(f"{first}\n"
                "try:\n    import bnn_keras\nexcept ImportError as e:\n    print('IMPORTERROR', e)")
     assert out.returncode == 0, out.stderr
     assert "IMPORTERROR" in out.stdout
     assert "TF_USE_LEGACY_KERAS=1" in out.stdout
+
+
+def test_tensorflow_first_is_fine_when_the_environment_asks_for_keras_2():
+    out = _run("import tensorflow\nimport bnn_keras, larq\nprint('OK')",
+               {"TF_USE_LEGACY_KERAS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "OK"
