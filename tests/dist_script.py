@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-import bnn_keras  # noqa: F401  (before TensorFlow)
+import bnn_keras  # noqa: F401  (before TensorFlow: it selects Keras 2)
 
 mode, out_dir = sys.argv[1], Path(sys.argv[2])
+
+import tensorflow as tf  # noqa: E402
+
 if mode == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -60,7 +62,7 @@ class PerReplicaAGC(TrainingModel):
 
 
 def build(variant):
-    return build_reactnet_resnet((1, 1, 1, 1), widths=(8, 16, 16, 16), variant=variant,
+    return build_reactnet_resnet((1, 1), widths=(8, 16), variant=variant,
                                  num_classes=4, input_shape=SHAPE, name="tiny")
 
 

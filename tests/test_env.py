@@ -38,3 +38,13 @@ def test_tensorflow_first_is_fine_when_the_environment_asks_for_keras_2():
                {"TF_USE_LEGACY_KERAS": "1"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "OK"
+
+
+@pytest.mark.xdist_group("suite")
+def test_xdist_groups_take_effect(request):
+    """The suite's module fixtures rely on ``--dist loadgroup`` keeping a group on one
+    worker; with pytest 9.2 and pytest-xdist 3.8 the group silently did not apply
+    (pytest-xdist issue 1386) and those fixtures ran once per worker."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not under pytest-xdist's loadgroup")
+    assert request.node.nodeid.endswith("@suite")
