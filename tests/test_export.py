@@ -148,3 +148,22 @@ def test_divergence_is_rounding_only_near_zero_after_agreement():
                           max_abs_diff=0.5).rounding
     assert not Divergence(**{**near, "layer": None, "flips": 0}, flip_max_abs=0.0,
                           before_max_abs_diff=0.0).rounding
+
+
+def test_frozen_and_saved_model_routes_convert_alike(monkeypatch, rng):
+    """Small models convert from a frozen GraphDef, large ones through a SavedModel: the
+    same ops, bit for bit the same outputs, in reactnet_18 bf (beta folded, WS kernels)."""
+    import importlib
+
+    convert_module = importlib.import_module("bnn_keras.export.convert")
+
+    model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
+    frozen = export.convert(model)
+    monkeypatch.setattr(convert_module, "FROZEN_GRAPH_MAX_BYTES", 0)
+    saved = export.convert(model)
+    assert frozen != saved  # two routes were taken (tensor names differ)
+    assert export.op_counts(frozen) == export.op_counts(saved)
+    assert export.op_counts(frozen)["LceBconv2d"] == 16
+    x = rng.standard_normal((3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(export.predict_tflite(frozen, x),
+                                  export.predict_tflite(saved, x))
