@@ -162,11 +162,32 @@ def _assert_lowered(model, x):
     producers = export.input_producers(flatbuffer, "LceQuantize")
     assert producers and all("MUL" not in p for p in producers), producers
     agreement = export.compare(model, flatbuffer, x)
-    assert agreement.top1_agreement == 1.0, agreement
+    # an untrained net can turn a sign flip of a value within rounding of zero into another
+    # top-1 (zoo/README.md, "224 agreement"): each such input must trace to exactly that
+    divergences = export.first_flips(model, x, agreement.disagreeing)
+    assert all(d.rounding for d in divergences), (agreement, divergences)
 
 
-@pytest.mark.parametrize("size, variant", [("middle", "bf"), ("large", "bn")] + (
-    [("middle", "bn"), ("large", "bf")] if os.environ.get("BNN_ZOO_ALL") else []))
+#: the zoo's other pairs, converted in CI without the training steps; bnext_middle and
+#: bnext_large in CI only at reduced width (test_bnext_deep_layouts_lower_fully)
+CONVERT_ONLY = [] if os.environ.get("BNN_ZOO_ALL") else [
+    ("bnext_tiny", "bn"), ("bnext_small", "bf"), ("bnext_small", "bn")]
+
+
+@pytest.mark.parametrize("name, variant", CONVERT_ONLY,
+                         ids=[f"{n}-{v}" for n, v in CONVERT_ONLY])
+def test_converts_and_agrees(name, variant, rng):
+    """What the deploy test checks of the conversion, on an untrained model with its BN
+    statistics calibrated."""
+    model = models.create(name, variant, 10, SMALL)
+    assert len(export.binary_conv_layers(model)) == BINARY_CONVS[name]
+    x = rng.standard_normal((4, *SMALL)).astype(np.float32)
+    export.calibrate_batchnorm(model, x)
+    _assert_lowered(model, x)
+
+
+@pytest.mark.parametrize("size", ["middle", "large"])
+@pytest.mark.parametrize("variant", ["bn", "bf"])
 def test_bnext_deep_layouts_lower_fully(size, variant, rng):
     """bnext_middle and bnext_large block for block (every block, ELM-Attention and
     concatenation where the full models have them) at an 8-channel stem, so in CI.
