@@ -4,11 +4,14 @@ The deploy test (build, two training steps, ``.keras`` round trip, LCE conversio
 every binary conv lowered, interpreter agreement) costs 15 s to 2 minutes per model on 2
 cores at 32x32, 4-7 minutes and 12-17 GB for bnext_middle / bnext_large. In CI it runs
 on ``DEPLOY``: reactnet_34, reactnet_a, birealnet_18 and birealnet_34 in every variant,
-bnext_tiny bf, and every larq-zoo model; ``tests/test_export.py`` converts reactnet_18
-in its three variants and ``test_bnext_deep_layouts_lower_fully`` converts bnext_middle
-/ bnext_large block for block at an eighth (a sixth) of their width. ``BNN_ZOO_ALL=1``
-runs the deploy test on every registered zoo model and variant: 25 cases, about 40
-minutes on 2 cores (results in ``zoo/README.md``); never beside another memory-heavy job.
+bnext_tiny bf, and every larq-zoo model. The other pairs are converted in CI: reactnet_18
+in its three variants in ``tests/test_export.py``, bnext_tiny bn and bnext_small bf / bn
+at full width in ``test_converts_and_agrees``, and bnext_middle / bnext_large in both
+variants block for block at an eighth (a sixth) of their width in
+``test_bnext_deep_layouts_lower_fully`` (at full width the conversion alone takes 1.5 /
+3 minutes and 4.5 / 9.4 GB). ``BNN_ZOO_ALL=1`` runs the deploy test on every registered
+zoo model and variant: 25 cases, about 40 minutes on 2 cores (results in
+``zoo/README.md``); never beside another memory-heavy job.
 """
 
 import gc
@@ -45,9 +48,8 @@ BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_t
                 "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 47,
                 "bnext_large": 63}
 
-#: in CI (besides reactnet_18 bf/bn/none, converted in tests/test_export.py, and
-#: test_bnext_deep_layouts_lower_fully); BNN_ZOO_ALL adds the deeper or wider configs
-#: of the same builders
+#: in CI; BNN_ZOO_ALL adds the deeper or wider configs of the same builders (the others
+#: are converted in CI: see the module's docstring)
 DEPLOY = [("reactnet_34", "bf"), ("reactnet_34", "bn"), ("reactnet_34", "none"),
           ("reactnet_a", "bf"), ("reactnet_a", "bn"), ("reactnet_a", "none"),
           ("birealnet_18", "bn"), ("birealnet_18", "bf"), ("birealnet_34", "bn"),
@@ -192,7 +194,8 @@ def test_bnext_deep_layouts_lower_fully(size, variant, rng):
     """bnext_middle and bnext_large block for block (every block, ELM-Attention and
     concatenation where the full models have them) at an 8-channel stem, so in CI.
     At full width their weights (0.5 / 1.2 GB) take the deploy test to 12-17 GB and 4-7
-    minutes; ``BNN_ZOO_ALL=1`` runs it on them."""
+    minutes, the conversion alone to 1.5 / 3 minutes; ``BNN_ZOO_ALL=1`` runs the deploy
+    test on them."""
     full = CONFIGS[size]
     narrow = BNextConfig(8, tuple(w * 8 // full.stem for w in full.blocks))
     assert len(narrow.blocks) == {"middle": 21, "large": 29}[size]
