@@ -12,6 +12,8 @@ Usage::
 
     python benchmarks/sign_trace.py --model birealnet_18 --variant bn
     python benchmarks/sign_trace.py --model reactnet_a --variant bn --every 2 --json t.json
+    python benchmarks/sign_trace.py --model bnext_small --input-shape 32,32,3 \
+        --num-classes 10 --samples 4 --weight-seed 5
 """
 
 from __future__ import annotations
@@ -37,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-shape", default="224,224,3", help="H,W,C")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the inputs")
+    parser.add_argument("--weight-seed", type=int, default=None,
+                        help="seed the initial weights (default: unseeded)")
     parser.add_argument("--every", type=int, default=1, help="trace every n-th binarizer")
     parser.add_argument("--no-calibrate-bn", dest="calibrate", action="store_false")
     parser.add_argument("--json", default="", help="also write the traces to this file")
     args = parser.parse_args(argv)
 
     shape = tuple(int(v) for v in args.input_shape.split(","))
+    if args.weight_seed is not None:
+        import tf_keras as keras
+
+        keras.utils.set_random_seed(args.weight_seed)
     model = models.create(args.model, args.variant, num_classes=args.num_classes,
                           input_shape=shape)
     inputs = np.random.default_rng(args.seed).standard_normal(
