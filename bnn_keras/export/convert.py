@@ -102,12 +102,12 @@ def convert(model: keras.Model, **lce_kwargs) -> bytes:
 
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
-            # the folded copy is dropped before the converter runs: for bnext_large
-            # every copy of the weights is 1.2 GB
             if not lce_kwargs and _variable_bytes(model) < FROZEN_GRAPH_MAX_BYTES:
                 flatbuffer = _convert_frozen(fold_scales(model))
             else:
                 with tempfile.TemporaryDirectory() as directory:
+                    # the folded copy is dropped before the converter runs: for
+                    # bnext_large every copy of the weights is 1.2 GB
                     save_inference_graph(fold_scales(model), directory)
                     flatbuffer = lce.convert_saved_model(directory, **lce_kwargs)
         else:
