@@ -7,9 +7,10 @@ on ``DEPLOY``: reactnet_34, reactnet_a, birealnet_18 and birealnet_34 in every v
 bnext_tiny bf, and every larq-zoo model. The other pairs are converted in CI: reactnet_18
 in its three variants in ``tests/test_export.py``, bnext_tiny bn and bnext_small bf / bn
 at full width in ``test_converts_and_agrees``, and bnext_middle / bnext_large in both
-variants block for block at an eighth (a sixth) of their width in
-``test_bnext_deep_layouts_lower_fully`` (at full width the conversion alone takes 1.5 /
-3 minutes and 4.5 / 9.4 GB). ``BNN_ZOO_ALL=1`` runs the deploy test on every registered
+variants block for block at a sixth / an eighth of their width in
+``test_bnext_deep_layouts_lower_fully`` (at full width the conversion test takes 1.3-2 /
+2.6-3.1 minutes each and up to 14 GB; ``BNN_ZOO_FULL_WIDTH=1`` adds those four cases to
+``test_converts_and_agrees``). ``BNN_ZOO_ALL=1`` runs the deploy test on every registered
 zoo model and variant: 25 cases, about 40 minutes on 2 cores (results in
 ``zoo/README.md``); never beside another memory-heavy job.
 """
@@ -92,6 +93,32 @@ def test_imagenet_counts(name, binary_macs, ops, rel):
         assert s.ops == pytest.approx(ops, rel=rel)
     assert model.output_shape == (None, 1000)
     assert model.get_layer("classifier").units == 1000
+    size = name.removeprefix("bnext_")
+    if size in ("middle", "large"):  # the reduced-width net CI converts is this one
+        narrow = build_bnext(_narrow(size), variant="bn", num_classes=1000,
+                             input_shape=(224, 224, 3))
+        k = CONFIGS[size].stem // 8
+        _assert_same_layout(model, narrow, k)
+        assert s.binary_params == k**2 * models.model_stats(narrow).binary_params
+
+
+def _narrow(size: str) -> BNextConfig:
+    """``CONFIGS[size]`` with an 8-channel stem and every width scaled alike."""
+    full = CONFIGS[size]
+    return BNextConfig(8, tuple(w * 8 // full.stem for w in full.blocks))
+
+
+def _assert_same_layout(full, narrow, k):
+    """Layer for layer the same net, every width ``k`` times ``narrow``'s."""
+    assert len(full.layers) == len(narrow.layers)
+    for a, b in zip(full.layers, narrow.layers):
+        assert (type(a), a.name) == (type(b), b.name)
+        for attr in ("kernel_size", "strides", "padding", "pad_values", "pool_size"):
+            assert getattr(a, attr, None) == getattr(b, attr, None), (a.name, attr)
+        if isinstance(a, keras.layers.Conv2D):
+            assert a.filters == k * b.filters, a.name
+        elif isinstance(a, keras.layers.Dense) and a.name != "classifier":
+            assert a.units == k * b.units, a.name
 
 
 def _float_layers(model, cls, binary):
@@ -171,9 +198,12 @@ def _assert_lowered(model, x):
 
 
 #: the zoo's other pairs, converted in CI without the training steps; bnext_middle and
-#: bnext_large in CI only at reduced width (test_bnext_deep_layouts_lower_fully)
+#: bnext_large in CI only at reduced width (test_bnext_deep_layouts_lower_fully), at full
+#: width with BNN_ZOO_FULL_WIDTH=1 (or in the whole deploy test with BNN_ZOO_ALL=1)
 CONVERT_ONLY = [] if os.environ.get("BNN_ZOO_ALL") else [
-    ("bnext_tiny", "bn"), ("bnext_small", "bf"), ("bnext_small", "bn")]
+    ("bnext_tiny", "bn"), ("bnext_small", "bf"), ("bnext_small", "bn")] + (
+    [(n, v) for n in ("bnext_middle", "bnext_large") for v in ("bn", "bf")]
+    if os.environ.get("BNN_ZOO_FULL_WIDTH") else [])
 
 
 @pytest.mark.parametrize("name, variant", CONVERT_ONLY,
@@ -192,12 +222,14 @@ def test_converts_and_agrees(name, variant, rng):
 @pytest.mark.parametrize("variant", ["bn", "bf"])
 def test_bnext_deep_layouts_lower_fully(size, variant, rng):
     """bnext_middle and bnext_large block for block (every block, ELM-Attention and
-    concatenation where the full models have them) at an 8-channel stem, so in CI.
-    At full width their weights (0.5 / 1.2 GB) take the deploy test to 12-17 GB and 4-7
-    minutes, the conversion alone to 1.5 / 3 minutes; ``BNN_ZOO_ALL=1`` runs the deploy
-    test on them."""
+    concatenation where the full models have them) at an 8-channel stem, so in CI;
+    ``test_imagenet_counts`` checks that this is the full net layer for layer with every
+    width divided by 6 / 8. At full width their weights (0.5 / 1.2 GB) take the deploy
+    test to 12-17 GB and 4-7 minutes, and ``test_converts_and_agrees`` to 77-117 s /
+    154-185 s per pair (538 s for the four, 14.2 GB; zoo/README.md);
+    ``BNN_ZOO_FULL_WIDTH=1`` adds those, ``BNN_ZOO_ALL=1`` the deploy test on them."""
     full = CONFIGS[size]
-    narrow = BNextConfig(8, tuple(w * 8 // full.stem for w in full.blocks))
+    narrow = _narrow(size)
     assert len(narrow.blocks) == {"middle": 21, "large": 29}[size]
     assert tuple(w * full.stem // 8 for w in narrow.blocks) == full.blocks  # same layout
     model = build_bnext(narrow, variant=variant, num_classes=10, input_shape=SMALL,
