@@ -2,9 +2,9 @@
 compared element by element (:func:`bnn_keras.export.trace.trace_signs`).
 
 The model is built untrained, its BatchNorm statistics calibrated on the inputs as in
-``zoo_export.py`` (same seed, same inputs), and for every ``--every``-th binarizer the
-model truncated there is converted and run in both runtimes. One row per binarizer:
-elements per sample, the tensor's std, sign flips per sample and the largest ``|x|``
+``zoo_export.py`` (same seed, same inputs), converted once, and every ``--every``-th
+binarizer input read out of the flatbuffer (an extra output) and out of Keras. One row
+per binarizer: elements per sample, the tensor's std, sign flips per sample and the largest ``|x|``
 (Keras's value) at a flipped element. Then, per sample, the first binarizer with a flip
 and whether the full model's top-1 agrees.
 
@@ -60,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         export.calibrate_batchnorm(model, inputs)
 
     logits = model.predict(inputs, batch_size=8, verbose=0)
-    lce_logits = export.predict_tflite(export.convert(model), inputs).reshape(logits.shape)
+    flatbuffer = export.convert(model)
+    lce_logits = export.predict_tflite(flatbuffer, inputs).reshape(logits.shape)
     agree = np.argmax(logits, -1) == np.argmax(lce_logits, -1)
 
     print(f"{args.model} {args.variant} at {'x'.join(map(str, shape))}, {args.samples} "
           f"inputs (seed {args.seed}), BN {'calibrated' if args.calibrate else 'initial'}")
     print(f"{'binarizer input of':<28} {'elements':>9} {'std':>8}  flips per sample"
           f"{'':<10} max |x| at a flip")
-    traces = trace_signs(model, inputs, every=args.every)
+    traces = trace_signs(model, inputs, every=args.every, flatbuffer=flatbuffer)
     for t in traces:
         flips = " ".join(f"{n:d}" for n in t.flips)
         print(f"{t.layer:<28} {t.size:>9} {t.std:>8.3g}  {flips:<26} "

@@ -7,7 +7,8 @@ against the model's binary convs, the float ops left (every op that is not an LC
 whether a float ``MUL`` feeds an ``LceQuantize``, and the LCE interpreter's top-1
 agreement with Keras on random inputs. For each input whose top-1 differs, the first
 binarizer whose signs differ between the runtimes and whether float rounding explains it
-(:func:`bnn_keras.export.first_flips`: a few extra conversions per row).
+(:func:`bnn_keras.export.first_flips`, which reads every binarizer input out of the
+flatbuffer).
 
 Usage::
 
@@ -73,7 +74,8 @@ def export_row(name: str, variant: str, input_shape: tuple[int, int, int], num_c
     }
     if agreement.disagreeing and trace:  # where do the runtimes part, and why?
         row["divergences"] = [asdict(d) | {"rounding": d.rounding} for d in
-                              export.first_flips(model, inputs, agreement.disagreeing)]
+                              export.first_flips(model, inputs, agreement.disagreeing,
+                                                 flatbuffer=flatbuffer)]
     row["seconds"] = time.perf_counter() - start
     del model
     keras.backend.clear_session()

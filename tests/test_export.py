@@ -135,6 +135,45 @@ def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
     assert found[0].flips == first[0].flips[0]
 
 
+@pytest.mark.parametrize("variant", ["bn", "bf"])
+def test_trace_reads_the_binarizer_inputs_out_of_the_flatbuffer(variant, rng):
+    """Given the model's own flatbuffer, one interpreter run reads every binarizer input
+    (bf: after beta is folded, divided back); a flatbuffer whose stem is negated is
+    found at the first binarizer; one of another net is refused (conversions instead)."""
+    import tf_keras as keras
+
+    from bnn_keras.export import trace
+    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+
+    def tiny(blocks, name):
+        return build_reactnet_resnet(blocks, variant=variant, num_classes=10,
+                                     input_shape=(16, 16, 3), widths=(8, 16), name=name)
+
+    model = tiny((2, 1), "tiny")
+    assert not variant == "bf" or export.foldable_biases(model)  # the division is tested
+    x = rng.standard_normal((3, 16, 16, 3)).astype(np.float32)
+    export.calibrate_batchnorm(model, x)
+    traces = trace.trace_signs(model, x, flatbuffer=export.convert(model))
+    assert [t.layer for t in traces] == [name for name, _ in trace.binarizer_inputs(model)]
+    for t in traces:
+        assert t.flips == [0, 0, 0], t
+        assert max(t.max_abs_diff) < 1e-4 * max(1.0, t.std), t
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    stem = next(lay for lay in copy.layers if isinstance(lay, keras.layers.Conv2D))
+    stem.kernel.assign(-stem.kernel)
+    negated = export.convert(copy)
+    first = trace.trace_signs(model, x, flatbuffer=negated)[0]
+    assert min(first.flips) > 0.1 * first.size and min(first.flip_max_abs) > 0.1 * first.std
+    found = trace.first_flips(model, x, [0, 2], flatbuffer=negated)
+    assert [d.layer for d in found] == [traces[0].layer] * 2
+    assert not any(d.rounding for d in found)
+
+    other = export.convert(tiny((1, 1), "other"))
+    assert trace._traces_from_taps(model, other, x, trace.binarizer_inputs(model)) is None
+
+
 def test_divergence_is_rounding_only_near_zero_after_agreement():
     from bnn_keras.export.trace import Divergence
 

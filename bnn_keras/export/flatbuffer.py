@@ -68,3 +68,42 @@ def input_producers(data: bytes, op_type: str) -> list[list[str]]:
                 result.append([producer.get(int(t), "<input>") for t in op.inputs if t >= 0])
         index += len(graph.operators)
     return result
+
+
+def bconv_input_taps(data: bytes) -> list[tuple[int, tuple[int, ...]] | None]:
+    """For each ``LceBconv2d`` of the main subgraph, in execution order, the float tensor
+    its input was binarised from (index and shape): the input of the ``LceQuantize``
+    feeding it, or ``None`` where its bitpacked input comes from another op (a binary conv
+    or pool writing bitpacked output)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = op_list(data)
+    graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0).subgraphs[0]
+    quantized_from = {int(op.outputs[0]): int(op.inputs[0])
+                      for name, op in zip(names, graph.operators) if name == "LceQuantize"}
+    taps: list[tuple[int, tuple[int, ...]] | None] = []
+    for name, op in zip(names, graph.operators):
+        if name == "LceBconv2d":
+            source = quantized_from.get(int(op.inputs[0]))
+            taps.append(None if source is None else (
+                source, tuple(int(d) for d in graph.tensors[source].shape)))
+    return taps
+
+
+def with_outputs(data: bytes, tensors: list[int]) -> bytes:
+    """``data`` with ``tensors`` (indices into the main subgraph) appended to its outputs.
+
+    An interpreter then keeps those intermediate tensors and returns them after the
+    model's own outputs; every operator and weight stays as it was, so what they hold is
+    what the unmodified flatbuffer computes.
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph = model.subgraphs[0]
+    graph.outputs = [int(t) for t in graph.outputs] + [int(t) for t in tensors]
+    model.signatureDefs = None  # its output list would no longer be the graph's
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
