@@ -4,9 +4,9 @@ compared element by element (:func:`bnn_keras.export.trace.trace_signs`).
 The model is built untrained, its BatchNorm statistics calibrated on the inputs as in
 ``zoo_export.py`` (same seed, same inputs), converted once, and every ``--every``-th
 binarizer input read out of the flatbuffer (an extra output) and out of Keras. One row
-per binarizer: elements per sample, the tensor's std, sign flips per sample and the largest ``|x|``
-(Keras's value) at a flipped element. Then, per sample, the first binarizer with a flip
-and whether the full model's top-1 agrees.
+per binarizer: elements per sample, the tensor's std, sign flips per sample and the
+largest ``|x|`` (Keras's value) at a flipped element. Then, per sample, the first
+binarizer with a flip and whether the full model's top-1 agrees.
 
 Usage::
 

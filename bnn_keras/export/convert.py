@@ -140,14 +140,20 @@ class Agreement:
 
 def predict_tflite(flatbuffer: bytes, inputs: np.ndarray) -> np.ndarray:
     """Outputs of LCE's interpreter, one input at a time (LCE models have batch size 1)."""
+    interpreter = lce_interpreter(flatbuffer)
+    return np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
+
+
+def lce_interpreter(flatbuffer: bytes):
+    """LCE's interpreter on ``flatbuffer`` (up to 2 threads), or a one-line
+    :class:`BnnError` when it cannot load it."""
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+        return Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"LCE's interpreter cannot load the model: "
                        f"{str(err).splitlines()[0][:200]}") from None
-    return np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
 
 
 def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:

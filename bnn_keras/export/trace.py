@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.export.convert import convert, predict_tflite
+from bnn_keras.export.convert import convert, lce_interpreter, predict_tflite
 from bnn_keras.export.flatbuffer import bconv_input_taps, with_outputs
 from bnn_keras.export.fold import binary_conv_layers, foldable_biases
 
@@ -64,8 +64,6 @@ def _traces_from_taps(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray,
     each reading a float tensor of its conv's input shape through an ``LceQuantize``).
     Binarizer inputs the converter merged (identical ops, e.g. two zero biases on one
     tensor in an untrained model) are read from the one tensor they became."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     if not chosen:
         return []
     convs = binary_conv_layers(model)
@@ -76,8 +74,8 @@ def _traces_from_taps(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray,
         return None
     tensor_of = {conv.name: tap[0] for conv, tap in zip(convs, taps)}
     picked = list(dict.fromkeys(tensor_of[name] for name, _ in chosen))
-    interpreter = Interpreter(with_outputs(flatbuffer, picked), num_threads=2)
-    outputs = interpreter.predict(inputs)  # the model's own output first
+    # the model's own output first, then the picked tensors
+    outputs = lce_interpreter(with_outputs(flatbuffer, picked)).predict(inputs)
     got = dict(zip(picked, outputs[len(outputs) - len(picked):]))
     expected = keras.Model(model.input, [t for _, t in chosen]).predict(
         inputs, batch_size=8, verbose=0)
@@ -98,14 +96,14 @@ def trace_signs(model: keras.Model, inputs: np.ndarray, *, every: int = 1,
     named in ``layers``) between Keras and LCE.
 
     Given ``flatbuffer``, ``model``'s own conversion, the binarizer inputs are read out
-    of it: every ``LceQuantize``'s input becomes an extra output
-    (:func:`~bnn_keras.export.flatbuffer.with_outputs`) and one interpreter run per input
-    gives them all, as the deployed model computes them (where an input of ``model``'s
-    is folded, ``sign(beta * x + b)`` to ``sign(x + b / beta)``, Keras's value is divided
-    by ``beta`` to match). Without ``flatbuffer``, or when its ``LceQuantize`` ops are
-    not the binarizers one for one, each binarizer input \(x\) gets a model of its own,
-    ``model`` truncated at \(x\), converted with :func:`~bnn_keras.export.convert` and
-    run in LCE's interpreter on ``inputs``.
+    of it: the input of the ``LceQuantize`` feeding each ``LceBconv2d`` becomes an extra
+    output (:func:`~bnn_keras.export.flatbuffer.with_outputs`) and one interpreter run per
+    input gives them all, as the deployed model computes them (where an input of
+    ``model``'s is folded, ``sign(beta * x + b)`` to ``sign(x + b / beta)``, Keras's value
+    is divided by ``beta`` to match). Without ``flatbuffer``, or when its ``LceBconv2d``
+    ops are not ``model``'s binary convs one for one, each binarizer input \(x\) gets a
+    model of its own, ``model`` truncated at \(x\), converted with
+    :func:`~bnn_keras.export.convert` and run in LCE's interpreter on ``inputs``.
 
     LCE computes the float parts in another order than TensorFlow (fused BatchNorm as
     \(a x + b\), its own conv kernels), so \(x\) differs in the last bits; where
@@ -186,8 +184,8 @@ def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
 
     Given ``flatbuffer`` (``model``'s conversion), every binarizer input is read out of it
     in one interpreter run per input (:func:`trace_signs`) and the first diverged one is
-    found. Otherwise, or when the flatbuffer's ``LceQuantize`` inputs are not the
-    binarizer inputs one for one, the binarizer inputs are bisected: each probe is one
+    found. Otherwise, or when the flatbuffer's ``LceBconv2d`` ops are not the binary
+    convs one for one, the binarizer inputs are bisected: each probe is one
     :func:`trace_signs` conversion shared by all samples, so a 63-binarizer model takes
     about ``log2(63) = 6`` conversions per diverging sample at most, not 63. Bisection
     needs no monotonicity: it ends at a diverged binarizer input whose predecessor agrees.
