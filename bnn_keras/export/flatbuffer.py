@@ -25,15 +25,18 @@ def _builtin_names() -> dict[int, str]:
     }
 
 
-def op_list(data: bytes) -> list[str]:
-    """Operator type names in execution order (custom ops by their custom code)."""
+def _parse(data: bytes):
+    """``data`` as a TFLite ``ModelT``, with one-line errors for what is not one."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     check_flatbuffer(data)
     try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"corrupt TFLite flatbuffer: {err}") from None
+
+
+def _op_names(model) -> list[str]:
     builtin = _builtin_names()
     codes = []
     for code in model.operatorCodes:
@@ -45,6 +48,11 @@ def op_list(data: bytes) -> list[str]:
     return [codes[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators]
 
 
+def op_list(data: bytes) -> list[str]:
+    """Operator type names in execution order (custom ops by their custom code)."""
+    return _op_names(_parse(data))
+
+
 def op_counts(data: bytes) -> Counter:
     """How many operators of each type the flatbuffer holds."""
     return Counter(op_list(data))
@@ -53,10 +61,8 @@ def op_counts(data: bytes) -> Counter:
 def input_producers(data: bytes, op_type: str) -> list[list[str]]:
     """For each operator of ``op_type``, the types of the operators producing its inputs
     (``"<input>"`` for graph inputs and constants)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = op_list(data)
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model = _parse(data)
+    names = _op_names(model)
     result, index = [], 0
     for graph in model.subgraphs:
         producer: dict[int, str] = {}
@@ -75,10 +81,9 @@ def bconv_input_taps(data: bytes) -> list[tuple[int, tuple[int, ...]] | None]:
     its input was binarised from (index and shape): the input of the ``LceQuantize``
     feeding it, or ``None`` where its bitpacked input comes from another op (a binary conv
     or pool writing bitpacked output)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = op_list(data)
-    graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0).subgraphs[0]
+    model = _parse(data)
+    names = _op_names(model)
+    graph = model.subgraphs[0]
     quantized_from = {int(op.outputs[0]): int(op.inputs[0])
                       for name, op in zip(names, graph.operators) if name == "LceQuantize"}
     taps: list[tuple[int, tuple[int, ...]] | None] = []
@@ -98,9 +103,8 @@ def with_outputs(data: bytes, tensors: list[int]) -> bytes:
     what the unmodified flatbuffer computes.
     """
     import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model = _parse(data)
     graph = model.subgraphs[0]
     graph.outputs = [int(t) for t in graph.outputs] + [int(t) for t in tensors]
     model.signatureDefs = None  # its output list would no longer be the graph's
