@@ -36,13 +36,16 @@ def test_fold_scales_keeps_signs_and_drops_the_multiply(rng):
         layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape).astype(np.float32))
     folded = export.fold_scales(model)
     assert not export.foldable_biases(folded)
-    # the WS binary convs carry their deployed kernel: one magnitude per output channel
+    # the WS binary convs carry their deployed kernel as exact signs and one magnitude per
+    # output channel, multiplied after the conv
     assert not [lay for lay in folded.layers if isinstance(lay, ScaledStdQuantConv2D)]
-    convs = [folded.get_layer(lay.name) for lay in export.binary_conv_layers(model)]
-    assert len(convs) == 16
-    for conv in convs:
-        magnitude = np.abs(conv.kernel.numpy()).reshape(-1, conv.filters)
-        np.testing.assert_allclose(magnitude, np.broadcast_to(magnitude[:1], magnitude.shape))
+    for lay in export.binary_conv_layers(model):
+        conv = folded.get_layer(lay.name)
+        assert isinstance(conv, export.SignKernelConv2D)
+        assert set(np.unique(conv.kernel.numpy())) <= {-1.0, 1.0}
+        deployed = lay.binary_kernel().numpy()
+        np.testing.assert_array_equal(conv.kernel.numpy() * conv.channel_scale.numpy(),
+                                      deployed)
     x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
 

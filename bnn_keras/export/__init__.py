@@ -12,11 +12,17 @@ from bnn_keras.export.convert import (
     read_flatbuffer,
 )
 from bnn_keras.export.flatbuffer import check_flatbuffer, input_producers, op_counts, op_list
-from bnn_keras.export.fold import binary_conv_layers, fold_scales, foldable_biases
+from bnn_keras.export.fold import (
+    SignKernelConv2D,
+    binary_conv_layers,
+    fold_scales,
+    foldable_biases,
+)
 from bnn_keras.export.trace import Divergence, SignTrace, first_flips, trace_signs
 
 __all__ = [
-    "Agreement", "Divergence", "ExportReport", "SignTrace", "binary_conv_layers",
+    "Agreement", "Divergence", "ExportReport", "SignKernelConv2D", "SignTrace",
+    "binary_conv_layers",
     "calibrate_batchnorm", "check_flatbuffer", "compare", "convert", "export_model",
     "first_flips", "fold_scales", "foldable_biases", "input_producers", "op_counts", "op_list",
     "predict_tflite", "read_flatbuffer", "trace_signs",

@@ -190,6 +190,8 @@ def first_flips(model: keras.Model, inputs: np.ndarray, samples: list[int], *,
     about ``log2(63) = 6`` conversions per diverging sample at most, not 63. Bisection
     needs no monotonicity: it ends at a diverged binarizer input whose predecessor agrees.
     """
+    if not samples:
+        return []
     chosen = binarizer_inputs(model)
     probes: dict[int, SignTrace] = {}
     if flatbuffer is not None:
