@@ -1,9 +1,21 @@
 """Shared fixtures. conftest imports bnn_keras before anything imports TensorFlow."""
 
+import os
+
 import numpy as np
 import pytest
 
-import bnn_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
+# With as many test workers as cores (pytest-xdist, `-n 2` on 2 cores), each TensorFlow
+# gets its share of the cores instead of a thread pool per core each: two workers
+# oversubscribing 2 cores ran the same pair of deploy tests in 83 s, one thread each in
+# 72 s. Read when TensorFlow starts its runtime; subprocesses the tests start inherit it.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // _workers))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _share)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", _share)
+
+import bnn_keras  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow loads)
 
 
 @pytest.fixture(autouse=True)
