@@ -6,8 +6,8 @@ cores at 32x32, 4-7 minutes and 12-17 GB for bnext_middle / bnext_large. In CI i
 on ``DEPLOY``: reactnet_34, reactnet_a, birealnet_18 and birealnet_34 in every variant,
 bnext_tiny bf, and every larq-zoo model. The other pairs are converted in CI without the
 training steps: reactnet_18 in its three variants in ``tests/test_export.py``, the
-BNext pairs in ``test_converts_and_agrees`` (bnext_middle / bnext_large: 65-90 / 140-155 s
-each, one after another on one test worker). ``BNN_ZOO_ALL=1`` runs the deploy test on
+BNext pairs in ``test_converts_and_agrees`` (bnext_middle / bnext_large: 70-100 / 130-180 s
+each in CI, one after another on one test worker). ``BNN_ZOO_ALL=1`` runs the deploy test on
 every registered zoo model and variant: 25 cases, about 40 minutes on 2 cores (results in
 ``zoo/README.md``); never beside another memory-heavy job.
 """
