@@ -5,6 +5,7 @@ import pytest
 
 from bnn_keras import data, export, models
 from bnn_keras.errors import BnnError
+from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ScaledStdQuantConv2D
 
 
@@ -28,7 +29,7 @@ def test_reactnet_18_lowers_fully(variant, tmp_path, digits_test_images):
     assert all("MUL" not in p for p in producers), producers
 
 
-def test_fold_scales_keeps_signs_and_drops_the_multiply(rng):
+def test_fold_scales_keeps_signs_and_drops_the_multiply(rng, tmp_path):
     model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
     # every block has beta < 1 but the first of each stage (expected variance reset to 1)
     assert len(export.foldable_biases(model)) == 16 - 4
@@ -48,6 +49,9 @@ def test_fold_scales_keeps_signs_and_drops_the_multiply(rng):
                                       deployed)
     x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+    folded.save(tmp_path / "folded.keras")  # the folded layers serialise too
+    loaded = load_keras_model(tmp_path / "folded.keras")
+    np.testing.assert_array_equal(loaded(x).numpy(), folded(x).numpy())
 
 
 def test_unfolded_multiply_is_detected(tmp_path):

@@ -169,14 +169,15 @@ def _assert_lowered(model, x):
     assert all(d.rounding for d in divergences), (agreement, divergences)
 
 
-#: the zoo's other pairs, converted in CI without the training steps; bnext_middle and
-#: bnext_large (0.5 / 1.2 GB of weights) one after another on one test worker: two
-#: bnext_large conversions at once beside the rest of the suite come near 21 GB
+#: 0.5 / 1.2 GB of weights: converted one after another on one test worker, each in a
+#: fresh interpreter (test_converts_and_agrees)
+LARGEST = ("bnext_large", "bnext_middle")
+#: the zoo's other pairs, converted in CI without the training steps
 CONVERT_ONLY = [] if os.environ.get("BNN_ZOO_ALL") else [
     pytest.param(n, v, id=f"{n}-{v}") for n, v in
     [("bnext_tiny", "bn"), ("bnext_small", "bf"), ("bnext_small", "bn")]] + [
     pytest.param(n, v, id=f"{n}-{v}", marks=pytest.mark.xdist_group("full_width"))
-    for n in ("bnext_large", "bnext_middle") for v in ("bf", "bn")]
+    for n in LARGEST for v in ("bf", "bn")]
 
 
 @pytest.mark.parametrize("name, variant", CONVERT_ONLY)
@@ -185,7 +186,7 @@ def test_converts_and_agrees(name, variant):
     statistics calibrated. bnext_middle and bnext_large run in a fresh interpreter: what
     they take (5-7 GB for bnext_large) goes back to the OS when it ends, where a test
     worker that ran them stayed at 10-12 GB resident, beside the other worker's 9 GB."""
-    if name in ("bnext_middle", "bnext_large"):
+    if name in LARGEST:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
             fresh.submit(_converts_and_agrees, name, variant).result()
