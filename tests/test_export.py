@@ -40,7 +40,9 @@ def test_fold_scales_keeps_signs_and_drops_the_multiply(rng, tmp_path):
     # the WS binary convs carry their deployed kernel as exact signs and one magnitude per
     # output channel, multiplied after the conv
     assert not [lay for lay in folded.layers if isinstance(lay, ScaledStdQuantConv2D)]
-    for lay in export.binary_conv_layers(model):
+    binary = export.binary_conv_layers(model)
+    assert len(binary) == 16
+    for lay in binary:
         conv = folded.get_layer(lay.name)
         assert isinstance(conv, export.SignKernelConv2D)
         assert set(np.unique(conv.kernel.numpy())) <= {-1.0, 1.0}

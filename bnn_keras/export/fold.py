@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import larq as lq
-import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
@@ -72,7 +71,7 @@ def fold_scales(model: keras.Model) -> keras.Model:
       multiply in front of the binarizer.
     - Each :class:`~bnn_keras.layers.ScaledStdQuantConv2D` becomes a
       :class:`SignKernelConv2D`: its deployed kernel ``c * g * s * sign(W_hat)``
-      (:meth:`~bnn_keras.layers.ScaledStdQuantConv2D.binary_kernel`) split into the
+      (:meth:`~bnn_keras.layers.ScaledStdQuantConv2D.binary_kernel_factors`) as the
       exact +-1 signs and one magnitude per output channel, with no standardisation ops
       left for the converter. Computed in the graph by the earlier straight-through
       quantizer, the kernel differed from +-s in the last bit of a few values, and LCE
@@ -100,11 +99,9 @@ def fold_scales(model: keras.Model) -> keras.Model:
     folded = keras.models.clone_model(model, clone_function=clone)
     for src, dst in zip(model.layers, folded.layers):
         if src.name in ws_convs:
-            kernel = src.binary_kernel()
-            # +1 for a zero (a channel whose gain is 0): the multiplier zeroes it anyway
-            signs = tf.where(kernel >= 0, 1.0, -1.0).numpy()
-            scale = tf.reduce_max(tf.abs(kernel), axis=[0, 1, 2]).numpy()
-            dst.set_weights([signs, *([src.bias.numpy()] if src.use_bias else []), scale])
+            signs, scale = src.binary_kernel_factors()
+            bias = [src.bias.numpy()] if src.use_bias else []
+            dst.set_weights([signs.numpy(), *bias, scale.numpy()])
             continue
         weights = src.get_weights()
         if src.name in targets:

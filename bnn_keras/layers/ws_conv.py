@@ -124,9 +124,16 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
         ``clip(W_hat) + stop_gradient(q - clip(W_hat))`` leaves last-bit differences that
         stop LCE from seeing a binary filter; :func:`~bnn_keras.quantizers.standardized_sign`
         is exact, and this keeps the export so if the quantizer changes)."""
+        signs, magnitude = self.binary_kernel_factors()
+        return signs * magnitude
+
+    def binary_kernel_factors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        r""":meth:`binary_kernel` as its two factors: the +-1 signs of \(\hat W\)
+        (``sign(0) = +1``, as in larq) and the per-output-channel magnitude
+        \(c \cdot g \cdot s\)."""
         q = self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable))
         s = tf.reduce_mean(tf.abs(q), axis=[0, 1, 2])
-        return tf.sign(q) * (s * self._channel_scale())
+        return lq.math.sign(q), s * self._channel_scale()
 
     def convolution_op(self, inputs, kernel):
         # `kernel` is already s * sign(W_hat) (larq reads the quantized variable here).
