@@ -21,15 +21,23 @@ def test_registry_lists_and_rejects():
         models.create("reactnet_18", "bf", 1, (32, 32, 3))
 
 
+BINARY_3X3 = sum(9 * c_in * c for c_in, c in [(64, 64)] * 4 + [(64, 128)] + [(128, 128)] * 3
+                 + [(128, 256)] + [(256, 256)] * 3 + [(256, 512)] + [(512, 512)] * 3)
+#: BNN_NoBN's downsample 1x1 convs have binary kernels (on real-valued inputs)
+BINARY_DOWNSAMPLE = 64 * 128 + 128 * 256 + 256 * 512
+
+
 @pytest.mark.parametrize("variant", ["bn", "bf", "none"])
 def test_reactnet_18_imagenet_counts(variant):
     """Bi-Real Net 18's figures (the papers): 1.676e9 binary MACs, 1.64e8 OPs (bn)."""
     s = models.model_stats(models.create("reactnet_18", variant, 1000, (224, 224, 3)))
     assert s.binary_macs == pytest.approx(1.676e9, rel=0.01)
     assert s.ops == pytest.approx(1.64e8, rel=0.02)
-    assert s.binary_params == 16 * 0 + sum(
-        9 * c_in * c for c_in, c in [(64, 64)] * 4 + [(64, 128)] + [(128, 128)] * 3
-        + [(128, 256)] + [(256, 256)] * 3 + [(256, 512)] + [(512, 512)] * 3)
+    assert s.binary_params == BINARY_3X3 + BINARY_DOWNSAMPLE
+    if variant == "bn":
+        s = models.model_stats(models.create("reactnet_18", "bn", 1000, (224, 224, 3),
+                                             source="reactnet"))
+        assert s.binary_params == BINARY_3X3  # ReActNet's own code: real downsample convs
 
 
 def _layer_types(model):
@@ -44,8 +52,9 @@ def test_variants_differ_only_where_they_should():
     assert bn_types.count("BatchNormalization") == 16 + 1 + 3  # convs, stem, shortcuts
     assert [t for t in bn_types if t != "BatchNormalization"] == _layer_types(none)
     assert "BatchNormalization" not in _layer_types(bf)
-    assert sum(isinstance(lay, ScaledStdQuantConv2D) for lay in bf.layers) == 16
-    assert sum(isinstance(lay, ScaledStdConv2D) for lay in bf.layers) == 1 + 3
+    # 16 binary convs and the three binary-kernel downsample convs; the stem is real
+    assert sum(isinstance(lay, ScaledStdQuantConv2D) for lay in bf.layers) == 16 + 3
+    assert sum(isinstance(lay, ScaledStdConv2D) for lay in bf.layers) == 1
     # the NF head: N(0, 0.01) for bf only; bn and none keep Keras's Glorot kernel
     # (std sqrt(2 / (512 + 10)) = 0.062)
     stds = {name: float(np.std(m.get_layer("classifier").kernel.numpy()))
@@ -65,20 +74,25 @@ def test_stem_follows_input_size():
     assert forced.get_layer("stem_conv").kernel_size == (3, 3)
 
 
-def test_bf_residual_stream_keeps_unit_variance_at_init():
-    """At init, on unit-variance inputs, every block's output std is within 2x of 1."""
-    model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
-    adds = [lay.output for lay in model.layers if lay.name.endswith("_add")]
-    assert len(adds) == 16
+def _stream_stds(model, block_output: str) -> list[float]:
+    """The std of every block's output (the layers named ``*{block_output}``)."""
+    outs = [lay.output for lay in model.layers if lay.name.endswith(block_output)]
     x = np.random.default_rng(0).standard_normal((32, 32, 32, 3)).astype(np.float32)
-    stds = [float(np.std(o)) for o in keras.Model(model.input, adds)(x)]
-    assert all(0.5 <= s <= 2.0 for s in stds), stds
+    return [float(np.std(o)) for o in keras.Model(model.input, outs)(x)]
 
 
-def test_none_variant_stream_is_not_controlled():
-    """The failure baseline: without BN the same check fails (so the test above can)."""
-    model = models.create("reactnet_18", "none", 10, (32, 32, 3))
-    adds = [lay.output for lay in model.layers if lay.name.endswith("_add")]
-    x = np.random.default_rng(0).standard_normal((8, 32, 32, 3)).astype(np.float32)
-    stds = [float(np.std(o)) for o in keras.Model(model.input, adds)(x)]
-    assert not all(0.5 <= s <= 2.0 for s in stds), stds
+def test_branch_rprelu_and_pool_gain_keep_unit_variance_at_init():
+    """Our departure (``rprelu="branch"``, ``pool_gain=True``): at init, on unit-variance
+    inputs, every block's output std is within 2x of 1."""
+    model = models.create("reactnet_18", "bf", 10, (32, 32, 3), rprelu="branch",
+                          pool_gain=True)
+    stds = _stream_stds(model, "_add")
+    assert len(stds) == 16 and all(0.5 <= s <= 2.0 for s in stds), stds
+
+
+def test_official_bf_stream_shrinks_at_init():
+    """The official BN-free net (RPReLU on the stream, shortcut gain beta) fails the same
+    check: the stream's std falls well under 0.5 by the last stage (why the option above
+    exists)."""
+    stds = _stream_stds(models.create("reactnet_18", "bf", 10, (32, 32, 3)), "_rprelu")
+    assert len(stds) == 16 and min(stds[-4:]) < 0.5, stds

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnn_keras import models
+from bnn_keras import export, models
 from bnn_keras.errors import BnnError
 from bnn_keras.training.two_step import (
-    binary_conv_layers,
+    binary_kernel_layers,
     init_from,
     set_real_weights,
     set_ste_clip,
@@ -39,10 +39,10 @@ def _values(net):
 @pytest.mark.parametrize("variant", ["bf", "bn"])
 def test_stage1_uses_real_weights(variant, rng):
     net = models.create(register_tiny(), variant, 3, SHAPE)
-    layer = binary_conv_layers(net)[0]
+    layer = binary_kernel_layers(net)[0]
     binary = _kernel(layer)
     assert len(np.unique(np.abs(binary[..., 0]).round(6))) == 1  # +-s per channel
-    assert set_real_weights(net) == len(binary_conv_layers(net)) > 0
+    assert set_real_weights(net) == len(binary_kernel_layers(net)) > 0
     real = _kernel(layer)
     assert len(np.unique(np.abs(real[..., 0]).round(6))) > 10
     np.testing.assert_array_equal(np.sign(real), np.sign(binary))
@@ -69,7 +69,7 @@ def test_stage2_starts_from_every_stage1_weight(name, variant, tmp_path, rng):
         np.testing.assert_array_equal(got[name], value, err_msg=name)
         assert not np.array_equal(fresh[name], value)
     # and the stage-2 network binarises them
-    layer = binary_conv_layers(stage2)[0]
+    layer = binary_kernel_layers(stage2)[0]
     k = _kernel(layer)
     assert len(np.unique(np.abs(k[..., 0]).round(6))) == 1
 
@@ -95,8 +95,8 @@ def test_init_fails_on_uninitialised_weights_unless_skipped(tmp_path, rng):
 def test_ste_clip_swaps_activation_binariser():
     net = models.create(register_tiny(), "bf", 3, SHAPE)
     n = set_ste_clip(net, 1.3)
-    assert n == len(binary_conv_layers(net))
-    assert binary_conv_layers(net)[0].input_quantizer.clip_value == 1.3
+    assert n == len(export.binary_conv_layers(net))  # the convs with binary inputs
+    assert export.binary_conv_layers(net)[0].input_quantizer.clip_value == 1.3
 
 
 def register_tiny() -> str:

@@ -1,4 +1,4 @@
-"""The ``bnn-keras`` command: train, export, bench, models, eval, landscape, inspect."""
+"""The ``bnn-keras`` command: train, import, export, bench, models, eval, landscape, inspect."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import bnn_keras
 from bnn_keras.cli.bench import bench
 from bnn_keras.cli.errors import run_cli
 from bnn_keras.cli.export import export
+from bnn_keras.cli.import_ import import_command
 from bnn_keras.cli.insight import eval_command, inspect, landscape
 from bnn_keras.cli.models import models
 from bnn_keras.cli.train import train
@@ -25,7 +26,8 @@ def cli() -> None:
     load_plugins()
 
 
-for command in (train, export, bench, models, eval_command, landscape, inspect):
+for command in (train, import_command, export, bench, models, eval_command, landscape,
+                inspect):
     cli.add_command(command)
 
 

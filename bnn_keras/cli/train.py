@@ -38,6 +38,23 @@ def _int_list(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
+def _model_options(ctx, param, value):
+    """``KEY=VALUE`` pairs; a VALUE that reads as JSON (1, 0.5, true) is that value."""
+    if not value:
+        return None
+    options = {}
+    for item in value:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        options[key.strip()] = parsed if isinstance(parsed, (int, float, bool)) else raw
+    return options
+
+
 _NONNEG = click.FloatRange(min=0)
 
 
@@ -54,6 +71,10 @@ _NONNEG = click.FloatRange(min=0)
 @click.option("--model", default=None, help=f"Registered model name (see `bnn-keras models`). "
                                             f"{_d('model')}")
 @click.option("--variant", default=None, help=f"bn, bf (BN-free) or none. {_d('variant')}")
+@click.option("--model-option", "model_options", multiple=True, callback=_model_options,
+              metavar="KEY=VALUE",
+              help="An architecture option of the model (repeatable), e.g. stem=imagenet, "
+                   "binary_pad=1, rprelu=branch (see the zoo cards).")
 @click.option("--dataset", default=None,
               help="digits, cifar10, cifar100, imagenet2012, imagenette or folder:PATH "
                    f"(PATH/train/<class>/, PATH/val/<class>/). {_d('dataset')}")
@@ -126,6 +147,8 @@ def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
     values = load_recipe(recipe, stage) if recipe else {}
     if stage is not None:
         values["stage"] = stage
+    if flags.get("model_options") is not None:  # recipe options, overridden key by key
+        flags["model_options"] = {**values.get("model_options", {}), **flags["model_options"]}
     values.update({k: v for k, v in flags.items() if v is not None})
     model = values.get("model", _D["model"].default)
     variant = values.get("variant", _D["variant"].default)
@@ -133,6 +156,8 @@ def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
     entry = models.get(model)  # fail fast on bad names, before any TensorFlow work
     if variant not in entry.variants:
         models.create(model, variant)  # raises the one-line error naming the variants
+    if values.get("model_options"):  # a bad option fails here, before any run folder
+        models.create(model, variant, 10, (64, 64, 3), **values["model_options"])
     if not data.is_known(dataset):
         data.load(dataset)  # likewise
     if resume:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import larq as lq
+import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
@@ -63,6 +65,82 @@ class SignKernelConv2D(lq.layers.QuantConv2D):
         return super().convolution_op(inputs, kernel) * self.channel_scale
 
 
+class _WholeInput:
+    """A conv whose kernel covers its whole input, one output position per group of
+    ``filters / positions`` output channels, reshaped to ``output_grid``."""
+
+    def __init__(self, *args, output_grid: tuple[int, int] = (1, 1), **kwargs):
+        self.output_grid = tuple(int(d) for d in output_grid)
+        super().__init__(*args, **kwargs)
+
+    def call(self, inputs):
+        y = super().call(inputs)  # (batch, 1, 1, positions * channels)
+        return tf.reshape(y, (-1, *self.output_grid,
+                              self.filters // int(np.prod(self.output_grid))))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "output_grid": self.output_grid}
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class WholeInputConv2D(_WholeInput, lq.layers.QuantConv2D):
+    r"""A zero-padded "same" binary conv on an input smaller than its kernel, as one
+    unpadded conv that LCE computes exactly.
+
+    Each output position \(p\) of the original conv sees the whole input through its own
+    window of the kernel \(W\) (the taps that fall on padding multiply zeros), so the
+    layer convolves the whole input, without padding, with those windows stacked as
+    output channels, then reshapes the positions back onto the output grid:
+
+    \[ y_{p,c} = \sum_{u} W_{u + o_p,\,c}\, s_u \]
+
+    (\(o_p\) the window offset of position \(p\)). Why: LCE 0.16 corrects zero padding
+    itself, but its correction assumes the input is at least as large as the kernel
+    (``core/bconv2d/padding_functor.h``); on the 1x1 and 2x2 maps that CIFAR-sized inputs
+    reach, a 3x3 zero-padded ``LceBconv2d`` is wrong. Built by :func:`fold_scales`."""
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class WholeInputSignKernelConv2D(_WholeInput, SignKernelConv2D):
+    """:class:`WholeInputConv2D` for a :class:`SignKernelConv2D` (BN-free nets)."""
+
+
+def _windows(layer: keras.layers.Layer) -> list[tuple[int, int]] | None:
+    """For each output position (row-major) of a "same" conv on an input smaller than its
+    kernel, the kernel offset of the window that covers the whole input; ``None`` when
+    some window does not cover all of it."""
+    (height, width), (k_h, k_w) = (int(d) for d in layer.input_shape[1:3]), layer.kernel_size
+    (s_h, s_w), (o_h, o_w) = layer.strides, (int(d) for d in layer.output_shape[1:3])
+    top = max((o_h - 1) * s_h + k_h - height, 0) // 2
+    left = max((o_w - 1) * s_w + k_w - width, 0) // 2
+    offsets = [(top - i * s_h, left - j * s_w) for i in range(o_h) for j in range(o_w)]
+    if all(0 <= r and r + height <= k_h and 0 <= c and c + width <= k_w for r, c in offsets):
+        return offsets
+    return None
+
+
+def needs_whole_input(layer: keras.layers.Layer) -> bool:
+    """A zero-padded "same" binary conv on an input smaller than its kernel, whose every
+    output window covers the whole input (see :class:`WholeInputConv2D`)."""
+    if not (isinstance(layer, lq.layers.QuantConv2D) and is_binarizing(layer)
+            and layer.padding == "same" and getattr(layer, "pad_values", 0.0) == 0.0
+            and layer.dilation_rate == (1, 1)):
+        return False
+    height, width = (int(d) for d in layer.input_shape[1:3])
+    small = height < layer.kernel_size[0] or width < layer.kernel_size[1]
+    return small and _windows(layer) is not None
+
+
+def _whole_input_weights(layer: keras.layers.Layer, weights: list[np.ndarray]
+                         ) -> list[np.ndarray]:
+    """``weights`` (kernel first, then per-output-channel vectors) of ``layer`` for its
+    :class:`WholeInputConv2D`: one kernel window per output position, each vector tiled."""
+    height, width = (int(d) for d in layer.input_shape[1:3])
+    kernel, *vectors = weights
+    windows = [kernel[r:r + height, c:c + width] for r, c in _windows(layer)]
+    return [np.concatenate(windows, axis=-1), *(np.tile(v, len(windows)) for v in vectors)]
+
+
 def fold_scales(model: keras.Model) -> keras.Model:
     """A copy of ``model`` rewritten for LCE; ``model`` itself when there is nothing to do.
 
@@ -76,10 +154,14 @@ def fold_scales(model: keras.Model) -> keras.Model:
       left for the converter. Computed in the graph by the earlier straight-through
       quantizer, the kernel differed from +-s in the last bit of a few values, and LCE
       kept the conv in float (one of bnext_small ``bf``'s 31 binary convs did).
+    - Each zero-padded binary conv on an input smaller than its kernel
+      (:func:`needs_whole_input`) becomes one unpadded conv over its whole input
+      (:class:`WholeInputConv2D`), which LCE computes exactly.
     """
     targets = {layer.name: layer for layer in foldable_biases(model)}
     ws_convs = {layer.name for layer in model.layers if isinstance(layer, ScaledStdQuantConv2D)}
-    if not targets and not ws_convs:
+    whole = {layer.name: layer for layer in model.layers if needs_whole_input(layer)}
+    if not targets and not ws_convs and not whole:
         return model
 
     def clone(layer):
@@ -89,11 +171,19 @@ def fold_scales(model: keras.Model) -> keras.Model:
                   and "class_name" in v else v for k, v in layer.get_config().items()}
         if layer.name in targets:
             config["scale"] = 1.0
+        if layer.name in whole:
+            grid = tuple(int(d) for d in layer.output_shape[1:3])
+            config.update(kernel_size=tuple(int(d) for d in layer.input_shape[1:3]),
+                          strides=(1, 1), padding="valid", output_grid=grid,
+                          filters=layer.filters * int(np.prod(grid)))
         if layer.name in ws_convs:
             for key in ("eps", "output_scale"):
                 config.pop(key)
-            return SignKernelConv2D.from_config({**config, "kernel_quantizer": None,
-                                                 "kernel_constraint": None})
+            cls = WholeInputSignKernelConv2D if layer.name in whole else SignKernelConv2D
+            return cls.from_config({**config, "kernel_quantizer": None,
+                                    "kernel_constraint": None})
+        if layer.name in whole:
+            return WholeInputConv2D.from_config(config)
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
@@ -101,10 +191,15 @@ def fold_scales(model: keras.Model) -> keras.Model:
         if src.name in ws_convs:
             signs, scale = src.binary_kernel_factors()
             bias = [src.bias.numpy()] if src.use_bias else []
-            dst.set_weights([signs.numpy(), *bias, scale.numpy()])
-            continue
-        weights = src.get_weights()
+            weights = [signs.numpy(), *bias, scale.numpy()]
+        else:
+            weights = src.get_weights()
         if src.name in targets:
             weights = [w / src.scale for w in weights]
+        if src.name in whole:
+            if src.name not in ws_convs:  # the binary kernel itself: a window's mean |w|
+                # is not the whole kernel's, so magnitude-aware signs are taken first
+                weights[0] = src.kernel_quantizer(src.kernel.latent_variable).numpy()
+            weights = _whole_input_weights(src, weights)
         dst.set_weights(weights)
     return folded

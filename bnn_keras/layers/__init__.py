@@ -2,7 +2,8 @@
 
 from bnn_keras.layers.activations import LearnableBias, RPReLU
 from bnn_keras.layers.bnext_layers import ChannelGate, RecouplingMix, UnitIntervalClip
+from bnn_keras.layers.geometry import Rotate180
 from bnn_keras.layers.ws_conv import ScaledStdConv2D, ScaledStdQuantConv2D
 
 __all__ = ["LearnableBias", "RPReLU", "ScaledStdConv2D", "ScaledStdQuantConv2D"]
-__all__ += ["ChannelGate", "RecouplingMix", "UnitIntervalClip"]
+__all__ += ["ChannelGate", "RecouplingMix", "Rotate180", "UnitIntervalClip"]

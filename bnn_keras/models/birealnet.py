@@ -12,13 +12,17 @@ There is no other nonlinearity and no learnable bias before the sign (that is Re
 see :mod:`bnn_keras.models.reactnet_resnet`).
 
 Variants:
-    ``bn``  the paper's model.
+    ``bn``  the paper's model, as liuzechun/Bi-Real-net
+            ``pytorch_implementation/BiReal18_34/birealnet.py`` builds it.
     ``bf``  BN-free (new: no published Bi-Real Net has one): scaled-WS convs, each block
             ``h + alpha * bconv(sign(h))`` with ``alpha = 0.2`` folded into the binary
             conv. A sign ignores any positive scale, so no ``beta`` is needed before
             it; the expected variance ``1 + k * alpha**2`` is tracked to give the
             transition shortcut conv the gain ``strides * beta`` that resets the
             stream to unit variance at each stage.
+
+``align`` and ``binary_pad``: :func:`bnn_keras.models.common.check_conventions` (the
+defaults compute the official network).
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.models.common import (
+    avg_pool,
     batch_norm,
     binary_conv,
+    check_conventions,
     classifier_head,
+    network_input,
     real_conv,
     resnet_stem,
     resolve_stem,
@@ -43,16 +50,16 @@ WIDTHS = (64, 128, 256, 512)
 
 
 def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
-           alpha: float, beta: float) -> tf.Tensor:
+           alpha: float, beta: float, binary_pad: float) -> tf.Tensor:
     in_filters = int(x.shape[-1])
     bf = variant == "bf"
     h = binary_conv(x, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
-                    output_scale=alpha if bf else 1.0)
+                    output_scale=alpha if bf else 1.0, pad_value=binary_pad)
     h = batch_norm(h, variant, f"{name}_bn")
     shortcut = x
     if strides != 1 or in_filters != filters:
         if strides != 1:
-            shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_down_pool")(shortcut)
+            shortcut = avg_pool(shortcut, strides, f"{name}_down_pool")
         shortcut = real_conv(shortcut, filters, 1, variant=variant, name=f"{name}_down_conv",
                              output_scale=beta * strides if bf else 1.0)
         shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
@@ -62,6 +69,7 @@ def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
 def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
                     input_shape: tuple[int, int, int], stem: str = "auto",
                     alpha: float = 0.2, widths: Sequence[int] = WIDTHS,
+                    align: str = "torch", binary_pad: float = 0.0,
                     name: str = "birealnet") -> keras.Model:
     """Build a Bi-Real Net with ``blocks[i]`` blocks in stage ``i``.
 
@@ -74,11 +82,13 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
             :func:`bnn_keras.models.common.resolve_stem`).
         alpha: the BN-free residual branch scale.
         widths: channels of each stage.
+        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
         name: model name prefix.
     """
+    check_conventions(align, binary_pad)
     stem = resolve_stem(stem, input_shape)
-    inputs = keras.Input(input_shape, name="image")
-    x = resnet_stem(inputs, widths[0], stem, variant)
+    inputs, x = network_input(input_shape, align)
+    x = resnet_stem(x, widths[0], stem, variant)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         expected_var = 1.0
         for b in range(n_blocks):
@@ -86,7 +96,7 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
             if strides != 1 or int(x.shape[-1]) != filters:
                 expected_var = 1.0
             x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
-                       expected_var**-0.5)
+                       expected_var**-0.5, binary_pad)
             expected_var += alpha**2
     outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")

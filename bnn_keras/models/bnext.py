@@ -44,11 +44,15 @@ import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.errors import BnnError
 from bnn_keras.layers import ChannelGate, LearnableBias, RecouplingMix, ScaledStdQuantConv2D
 from bnn_keras.models.common import (
     BN_EPSILON,
     BN_MOMENTUM,
+    avg_pool,
+    check_conventions,
     classifier_head,
+    network_input,
     real_conv,
     resolve_stem,
 )
@@ -97,9 +101,9 @@ def _bn(x: tf.Tensor, name: str) -> tf.Tensor:
 
 
 def _binary_conv(x: tf.Tensor, filters: int, kernel_size: int, strides: int, variant: str,
-                 name: str) -> tf.Tensor:
+                 name: str, pad_value: float) -> tf.Tensor:
     """``bconv(sign(x))`` with BNext's clipped STE; scaled-WS kernels in ``bf``."""
-    common = dict(strides=strides, padding="same", pad_values=1.0, use_bias=False,
+    common = dict(strides=strides, padding="same", pad_values=float(pad_value), use_bias=False,
                   input_quantizer=lq.quantizers.SteSign(clip_value=SIGN_CLIP), name=name)
     if variant == "bf":
         return ScaledStdQuantConv2D(filters, kernel_size, **common)(x)
@@ -119,16 +123,17 @@ def _se_gate(x: tf.Tensor, name: str) -> tf.Tensor:
 
 
 def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant: str,
-            name: str, alpha: float = 0.2, beta: float = 1.0) -> tf.Tensor:
+            name: str, binary_pad: float, alpha: float = 0.2,
+            beta: float = 1.0) -> tf.Tensor:
     """One BNext module, ``C -> C`` channels (see the module docstring)."""
     channels = int(x.shape[-1])
     bf = variant == "bf"
     pooled = x
     if strides != 1:
-        pooled = keras.layers.AveragePooling2D(strides, name=f"{name}_pool")(x)
+        pooled = avg_pool(x, strides, f"{name}_pool")
 
     h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
-    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv")
+    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv", binary_pad)
     if not bf:
         h = _bn(h, f"{name}_bn1")
     h = _prelu(h, f"{name}_prelu")
@@ -144,8 +149,7 @@ def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant:
         if elm:
             shortcut = _prelu(x, f"{name}_res_prelu")
             if strides != 1:
-                shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_res_pool")(
-                    shortcut)
+                shortcut = avg_pool(shortcut, strides, f"{name}_res_pool")
             h = keras.layers.Multiply(name=f"{name}_attend")([h, shortcut])
         h = _bn(h, f"{name}_bn2")
         return keras.layers.Add(name=f"{name}_add")([h, shortcut])
@@ -163,6 +167,7 @@ def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant:
 
 def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
                 input_shape: tuple[int, int, int], stem: str = "auto", alpha: float = 0.2,
+                align: str = "torch", binary_pad: float = 0.0,
                 name: str = "bnext") -> keras.Model:
     """Build a BNext network.
 
@@ -172,13 +177,16 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
         stem: ``"imagenet"`` (stride-2 stem), ``"small"`` (stride 1) or ``"auto"``
-            (``imagenet`` from 112 pixels up).
+            (``imagenet`` from 112 pixels up; the official code takes the stride-2 stem
+            for 1000 classes, the other one otherwise).
         alpha: the BN-free residual branch scale.
+        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
         name: model name prefix.
     """
+    check_conventions(align, binary_pad)
     stem = resolve_stem(stem, input_shape)
-    inputs = keras.Input(input_shape, name="image")
-    x = real_conv(inputs, config.stem, 3, strides=2 if stem == "imagenet" else 1,
+    inputs, x = network_input(input_shape, align)
+    x = real_conv(x, config.stem, 3, strides=2 if stem == "imagenet" else 1,
                   variant=variant, name="stem_conv")
     if variant != "bf":
         x = _bn(x, "stem_bn")
@@ -191,19 +199,19 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
             expected_var = 1.0  # the pooled shortcut is scaled to unit variance (bf)
         name_i = f"block{i}"
         x = _module(x, 3, strides, elm=elm, variant=variant, name=f"{name_i}_3x3",
-                    alpha=alpha, beta=expected_var**-0.5)
+                    alpha=alpha, beta=expected_var**-0.5, binary_pad=binary_pad)
         expected_var += alpha**2
         beta = expected_var**-0.5
         if filters == in_filters:
             x = _module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1",
-                        alpha=alpha, beta=beta)
+                        alpha=alpha, beta=beta, binary_pad=binary_pad)
         elif filters == 2 * in_filters:
             parts = [_module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1_{j}",
-                             alpha=alpha, beta=beta) for j in (1, 2)]
+                             alpha=alpha, beta=beta, binary_pad=binary_pad) for j in (1, 2)]
             x = keras.layers.Concatenate(name=f"{name_i}_concat")(parts)
         else:
-            raise ValueError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
-                             "keep or double their width")
+            raise BnnError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
+                           "keep or double their width")
         expected_var += alpha**2
     x = _prelu(x, "head_prelu")
     outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")

@@ -8,12 +8,11 @@ the top is rebuilt as larq-zoo builds it minus the softmax: QuickNet's ReLU, a g
 average pool and a float ``Dense`` (larq-zoo uses a ``QuantDense`` without quantizers
 for QuickNet, which is the same float layer). Only the ``bn`` variant exists.
 
-One deliberate change: larq-zoo's BiRealNet pads its binary 3x3 convs with zeros
-(``padding="same"``, ``pad_values=0``), a third value that LCE can only handle with a
-slower padding correction. Here every binary conv with "same" padding pads with +1
-(``pad_values=1.0``, as QuickNet and our own models do), so the whole body lowers to
-plain ``LceBconv2d``. Without pretrained weights nothing is lost; a larq-zoo
-checkpoint would load into the same shapes but see +1 instead of 0 at the borders.
+larq-zoo's BiRealNet pads its binary 3x3 convs with zeros (``padding="same"``,
+``pad_values=0``), which LCE computes with its padding correction; QuickNet pads with +1.
+``binary_pad=1.0`` rebuilds every zero-padded binary "same" conv with +1 padding (the
+same shapes, so larq-zoo weights still load, but +1 instead of 0 at the borders); the
+default keeps larq-zoo's own.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from collections.abc import Callable
 
 import tf_keras as keras
 
+from bnn_keras.errors import BnnError
 from bnn_keras.models.common import classifier_head
 from bnn_keras.models.registry import register
 from bnn_keras.quantizers import is_binarizing
@@ -41,7 +41,7 @@ def _zoo_function(name: str) -> Callable[..., keras.Model]:
 
 
 def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, int, int],
-                   relu_top: bool) -> keras.Model:
+                   relu_top: bool, binary_pad: float | None = None) -> keras.Model:
     """larq-zoo's ``zoo_name`` body with a logits head.
 
     Args:
@@ -50,10 +50,14 @@ def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, i
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
         relu_top: apply a ReLU before the pool, as larq-zoo's QuickNet top does.
+        binary_pad: ``None`` (larq-zoo's padding) or ``1.0`` (+1 padding everywhere).
     """
+    if binary_pad not in (None, 1.0):
+        raise BnnError(f"binary_pad must be None (larq-zoo's own) or 1, got {binary_pad!r}")
     body = _zoo_function(zoo_name)(input_shape=tuple(input_shape), weights=None,
                                    include_top=False)
-    body = _pad_binary_convs_with_one(body)
+    if binary_pad == 1.0:
+        body = _pad_binary_convs_with_one(body)
     x = body.output
     if relu_top:
         x = keras.layers.ReLU(name="top_relu")(x)
@@ -85,10 +89,10 @@ def _register(zoo_name: str, paper: str, relu_top: bool) -> None:
     model_name = f"lqz_{zoo_name}"
 
     @register(model_name, variants=VARIANTS, family="larq_zoo", paper=paper)
-    def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int]
-                ) -> keras.Model:
+    def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int],
+                binary_pad: float | None = None) -> keras.Model:
         return build_larq_zoo(zoo_name, num_classes=num_classes, input_shape=input_shape,
-                              relu_top=relu_top)
+                              relu_top=relu_top, binary_pad=binary_pad)
 
     builder.__name__ = model_name
     builder.__doc__ = f"larq-zoo's {zoo_name} (weights=None) with a logits head."

@@ -1,16 +1,39 @@
 """ReActNet on the Bi-Real Net ResNet backbone: ``reactnet_18`` and ``reactnet_34``.
 
 One binary 3x3 conv per block with a real shortcut around it (Bi-Real Net), ReActNet's
-``LearnableBias`` before every sign and ``RPReLU`` after every residual add.
+``LearnableBias`` before every sign and ``RPReLU`` after every residual add. Each block::
+
+    y = RPReLU(BN(bconv3x3(sign(x + b))) + shortcut(x))
+
+with ``shortcut`` the identity, or at a stage's first block ``BN(conv1x1(avgpool2(x)))``.
+The stem is a 7x7 stride-2 conv, BN and a 3x3 stride-2 max-pool (``stem="imagenet"``,
+what the official code builds at every input size) or a 3x3 conv and BN (``"small"``).
+
+Two official sources, chosen with ``source``:
+
+``"bnn_nobn"`` (default)  VITA-Group/BNN_NoBN ``models/Qaw_reactnet_18_{bn,bf,none}.py``:
+    the shortcut's 1x1 conv has a binary kernel (``sign(W)`` times ``mean|W|`` per output
+    channel) on its real-valued input. ``reactnet_34`` is the same class with
+    ``[6, 8, 12, 6]`` blocks.
+``"reactnet"``  liuzechun/ReActNet ``resnet/2_step2/birealnet.py``: a real-valued
+    shortcut conv; ``bn`` only (that code has BatchNorm).
 
 Variants:
     ``bn``   BatchNorm after every binary conv, the stem and the downsample shortcut.
-    ``bf``   BN-free ("BNN - BN = ?", Chen et al. 2021): scaled-WS convs, residuals
-             ``h + alpha * f(beta * h)`` with ``alpha = 0.2`` and ``beta = 1/sqrt(Var)``,
-             the expected variance growing by ``alpha**2`` per block and reset to 1 at
-             every stage transition (whose shortcut takes ``beta * h`` too). The block's
-             RPReLU is part of ``f`` (see ``_bf_block``).
+    ``bf``   BN-free ("BNN - BN = ?", Chen et al. 2021), ``Qaw_reactnet_18_bf.py``:
+             scaled-WS convs, no BN; each block
+             ``y = RPReLU(alpha * bconv(sign(beta * x + b)) + shortcut(beta * x))``
+             (the identity shortcut takes ``x`` itself) with ``alpha = 0.2`` folded into
+             the binary conv and ``beta`` into the bias before the sign and into the
+             shortcut conv. ``beta = 1/sqrt(expected variance)`` follows the official
+             schedule (:func:`bf_betas`).
     ``none`` ``bn`` with the BatchNorm layers removed (the paper's failure baseline).
+
+Options beyond the official nets (all default to the official behaviour): ``align`` and
+``binary_pad`` (:func:`bnn_keras.models.common.check_conventions`); for ``bf``,
+``rprelu="branch"`` puts each RPReLU inside the residual branch (before the add), and
+``pool_gain=True`` starts the transition shortcut with gain ``2 * beta`` to undo the
+average pool's variance reduction. Their measured effect: ``zoo/reactnet.md``.
 """
 
 from __future__ import annotations
@@ -20,12 +43,18 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.errors import BnnError
 from bnn_keras.layers import LearnableBias, RPReLU
 from bnn_keras.models.common import (
     VARIANTS_BN_BF_NONE,
+    avg_pool,
     batch_norm,
     binary_conv,
+    binary_weight_conv,
+    check_bf_options,
+    check_conventions,
     classifier_head,
+    network_input,
     real_conv,
     resnet_stem,
     resolve_stem,
@@ -33,71 +62,97 @@ from bnn_keras.models.common import (
 from bnn_keras.models.registry import register
 
 WIDTHS = (64, 128, 256, 512)
+SOURCES = ("bnn_nobn", "reactnet")
 
 
-def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
-           alpha: float, beta: float) -> tf.Tensor:
-    if variant == "bf":
-        return _bf_block(x, filters, strides, name, alpha, beta)
+def bf_betas(blocks: Sequence[int], alpha: float, widths: Sequence[int] = WIDTHS
+             ) -> list[list[float]]:
+    """``beta`` of every block, per stage, as ``Qaw_reactnet_18_bf.BiRealNet._make_layer``
+    computes it: the expected variance starts at 1, a stage's first block takes the
+    incoming one and resets it to 1 when it has a downsample shortcut, and each later
+    block adds ``alpha**2`` after reading it (so the first two blocks of a stage both
+    get ``beta = 1``)."""
+    expected_var, betas, in_filters = 1.0, [], widths[0]
+    for stage, n_blocks in enumerate(blocks):
+        stage_betas = [expected_var**-0.5]
+        if stage > 0 or in_filters != widths[stage]:  # a downsample shortcut
+            expected_var = 1.0
+        for _ in range(1, n_blocks):
+            stage_betas.append(expected_var**-0.5)
+            expected_var += alpha**2
+        betas.append(stage_betas)
+        in_filters = widths[stage]
+    return betas
+
+
+def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
+           alpha: float, beta: float, source: str, binary_pad: float,
+           rprelu: str, pool_gain: bool) -> tf.Tensor:
+    bf = variant == "bf"
     in_filters = int(x.shape[-1])
-    h = LearnableBias(name=f"{name}_move")(x)
-    h = binary_conv(h, filters, 3, strides=strides, variant=variant, name=f"{name}_conv")
+    h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
+    h = binary_conv(h, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
+                    output_scale=alpha if bf else 1.0, pad_value=binary_pad)
     h = batch_norm(h, variant, f"{name}_bn")
+    in_branch = bf and rprelu == "branch"
+    if in_branch:
+        h = RPReLU(name=f"{name}_rprelu")(h)
     shortcut = x
     if strides != 1 or in_filters != filters:
         if strides != 1:
-            shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_down_pool")(shortcut)
-        shortcut = real_conv(shortcut, filters, 1, variant=variant, name=f"{name}_down_conv")
+            shortcut = avg_pool(shortcut, strides, f"{name}_down_pool")
+        gain = beta * (strides if pool_gain else 1) if bf else 1.0
+        if source == "reactnet":
+            shortcut = real_conv(shortcut, filters, 1, variant=variant,
+                                 name=f"{name}_down_conv", output_scale=gain)
+        else:
+            shortcut = binary_weight_conv(shortcut, filters, variant=variant,
+                                          name=f"{name}_down_conv", output_scale=gain)
         shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
     x = keras.layers.Add(name=f"{name}_add")([h, shortcut])
-    return RPReLU(name=f"{name}_rprelu")(x)
-
-
-def _bf_block(x: tf.Tensor, filters: int, strides: int, name: str, alpha: float,
-              beta: float) -> tf.Tensor:
-    """``h + alpha * f(beta * h)`` with ``f = RPReLU(bconv(sign(. + b)))``.
-
-    ``alpha`` is folded into the binary conv's ``output_scale`` and ``beta`` into the
-    ``LearnableBias`` before the sign (and into the shortcut conv of a transition block),
-    so the deployed graph has no float multiplies. The RPReLU sits inside the branch, so
-    the residual stream is exactly the NF form; placed after the add (as in the paper's
-    code) it shrinks the stream's std to about 0.2 by stage 3 at initialisation.
-    The average pool of a transition shortcut divides the variance of uncorrelated
-    features by ``strides**2``, so the shortcut conv starts with gain ``strides * beta``.
-    """
-    in_filters = int(x.shape[-1])
-    h = LearnableBias(scale=beta, name=f"{name}_move")(x)
-    h = binary_conv(h, filters, 3, strides=strides, variant="bf", name=f"{name}_conv",
-                    output_scale=alpha)
-    h = RPReLU(name=f"{name}_rprelu")(h)
-    shortcut = x
-    if strides != 1 or in_filters != filters:
-        if strides != 1:
-            shortcut = keras.layers.AveragePooling2D(strides, name=f"{name}_down_pool")(shortcut)
-        shortcut = real_conv(shortcut, filters, 1, variant="bf", name=f"{name}_down_conv",
-                             output_scale=beta * strides)
-    return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+    return x if in_branch else RPReLU(name=f"{name}_rprelu")(x)
 
 
 def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: int,
                           input_shape: tuple[int, int, int], stem: str = "auto",
-                          alpha: float = 0.2, widths: Sequence[int] = WIDTHS,
+                          alpha: float = 0.2, source: str = "bnn_nobn",
+                          align: str = "torch", binary_pad: float = 0.0,
+                          rprelu: str = "stream", pool_gain: bool = False,
+                          widths: Sequence[int] = WIDTHS,
                           name: str = "reactnet") -> keras.Model:
-    """Build a ReActNet ResNet with ``blocks[i]`` blocks in stage ``i``."""
-    stem = resolve_stem(stem, input_shape)
-    inputs = keras.Input(input_shape, name="image")
-    x = resnet_stem(inputs, widths[0], stem, variant)
+    """Build a ReActNet ResNet with ``blocks[i]`` blocks in stage ``i``.
 
+    Args:
+        blocks: blocks per stage, ``(4, 4, 4, 4)`` for ReActNet-18.
+        variant: ``"bn"``, ``"bf"`` or ``"none"``.
+        num_classes: classifier outputs (logits).
+        input_shape: ``(height, width, channels)``.
+        stem: ``"imagenet"``, ``"small"`` or ``"auto"`` (``imagenet`` from 112 pixels).
+        alpha: the BN-free residual branch scale.
+        source: ``"bnn_nobn"`` or ``"reactnet"`` (see the module docstring).
+        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
+        rprelu: ``"stream"`` (official) or ``"branch"`` (``bf`` only).
+        pool_gain: ``bf`` only: transition shortcut gain ``2 * beta`` instead of ``beta``.
+        widths: channels of each stage.
+        name: model name prefix.
+    """
+    check_conventions(align, binary_pad)
+    if source not in SOURCES:
+        raise BnnError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "reactnet" and variant != "bn":
+        raise BnnError(f"source 'reactnet' (liuzechun/ReActNet) has only the bn variant, "
+                       f"not {variant!r}; use source='bnn_nobn'")
+    check_bf_options(variant, rprelu, pool_gain)
+    stem = resolve_stem(stem, input_shape)
+    inputs, x = network_input(input_shape, align)
+    x = resnet_stem(x, widths[0], stem, variant)
+    betas = bf_betas(blocks, alpha, widths)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
-        expected_var = 1.0  # the stem's / previous transition's output has unit variance
         for b in range(n_blocks):
-            strides = 2 if (b == 0 and stage > 1) else 1
-            transition = strides != 1 or int(x.shape[-1]) != filters
-            if transition:
-                expected_var = 1.0
-            beta = expected_var**-0.5
-            x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha, beta)
-            expected_var += alpha**2
+            x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, variant=variant,
+                       name=f"stage{stage}_block{b + 1}", alpha=alpha,
+                       beta=betas[stage - 1][b], source=source, binary_pad=binary_pad,
+                       rprelu=rprelu, pool_gain=pool_gain)
     outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
@@ -105,6 +160,7 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
 @register("reactnet_18", variants=VARIANTS_BN_BF_NONE, family="reactnet",
           paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 18; BN-free: Chen et al. 2021")
 def reactnet_18(variant: str, num_classes: int, input_shape, **kwargs) -> keras.Model:
+    """ReActNet-18; ``kwargs`` go to :func:`build_reactnet_resnet`."""
     return build_reactnet_resnet((4, 4, 4, 4), variant=variant, num_classes=num_classes,
                                  input_shape=input_shape, name="reactnet_18", **kwargs)
 
@@ -112,5 +168,6 @@ def reactnet_18(variant: str, num_classes: int, input_shape, **kwargs) -> keras.
 @register("reactnet_34", variants=VARIANTS_BN_BF_NONE, family="reactnet",
           paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 34; BN-free: Chen et al. 2021")
 def reactnet_34(variant: str, num_classes: int, input_shape, **kwargs) -> keras.Model:
+    """ReActNet-34; ``kwargs`` go to :func:`build_reactnet_resnet`."""
     return build_reactnet_resnet((6, 8, 12, 6), variant=variant, num_classes=num_classes,
                                  input_shape=input_shape, name="reactnet_34", **kwargs)

@@ -40,6 +40,9 @@ class TrainConfig:
     ``larq_zoo:QuickNetLarge``) replaces the label loss by the distributional loss;
     ``assistants`` (BNext's consecutive KD) are switched at ``assistant_epochs``.
 
+    ``model_options`` go to :func:`bnn_keras.models.create` as keyword arguments (the
+    family's architecture options: ``stem``, ``source``, ``binary_pad``, ...).
+
     Distribution: ``strategy`` is a ``tf.distribute`` strategy name; ``batch_size`` is the
     global batch, split across replicas; ``sync_bn`` averages BatchNorm statistics over
     replicas (``bn`` variants).
@@ -47,6 +50,8 @@ class TrainConfig:
 
     model: str = "reactnet_18"
     variant: str = "bf"
+    #: architecture options for ``models.create`` (e.g. ``{"stem": "imagenet"}``)
+    model_options: dict = field(default_factory=dict)
     dataset: str = "digits"
     epochs: int = 6
     batch_size: int = 64
@@ -124,6 +129,12 @@ class TrainConfig:
         if self.assistant_epochs and len(self.assistant_epochs) != len(self.assistants):
             raise BnnError(f"assistant_epochs has {len(self.assistant_epochs)} entries for "
                            f"{len(self.assistants)} assistants")
+        if not isinstance(self.model_options, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float, bool))
+                for k, v in self.model_options.items()):
+            raise BnnError(f"model_options must map option names to strings, numbers or "
+                           f"booleans, got {self.model_options!r}")
+        self.model_options = dict(self.model_options)
         self.init_skip = list(self.init_skip)
         self.assistants = list(self.assistants)
         self.assistant_epochs = [int(e) for e in self.assistant_epochs]

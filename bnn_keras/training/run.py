@@ -271,7 +271,7 @@ def _network(config: TrainConfig, dataset, resume: bool, run_dir: Path,
              chief: bool) -> keras.Model:
     """The network, with the changes its stage and STE clip ask for."""
     net = models.create(config.model, config.variant, num_classes=dataset.num_classes,
-                        input_shape=dataset.input_shape)
+                        input_shape=dataset.input_shape, **config.model_options)
     if config.ste_clip:
         from bnn_keras.training.two_step import set_ste_clip
 

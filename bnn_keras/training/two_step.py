@@ -30,8 +30,9 @@ def _binary(quantizer) -> bool:
     return getattr(quantizer, "precision", None) == 1
 
 
-def binary_conv_layers(net: keras.Model) -> list[keras.layers.Layer]:
-    """Layers whose kernel quantizer is 1-bit (the binary convs)."""
+def binary_kernel_layers(net: keras.Model) -> list[keras.layers.Layer]:
+    """Layers whose kernel quantizer is 1-bit: the binary convs and the binary-kernel convs
+    on real inputs (BNN_NoBN's downsample convs), which stage 1 also keeps real."""
     return [layer for layer in net.layers if _binary(getattr(layer, "kernel_quantizer", None))]
 
 
@@ -41,7 +42,7 @@ def set_real_weights(net: keras.Model) -> int:
     Returns the number of layers changed. Call before the first forward pass is traced.
     """
     count = 0
-    for layer in binary_conv_layers(net):
+    for layer in binary_kernel_layers(net):
         kernel = getattr(layer, "kernel", None)
         if kernel is None or not hasattr(kernel, "quantizer"):
             continue
