@@ -39,24 +39,105 @@ def standardize_kernel(kernel: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
 
 
 def scaled_sign(w: tf.Tensor) -> tf.Tensor:
-    r"""Binarise per output channel with a magnitude and a clipped straight-through gradient.
+    r"""Binarise per output channel with a magnitude and a clipped straight-through gradient
+    (the official ReActNet / Bi-Real Net / BNN_NoBN ``HardBinaryConv``).
 
     \[
-    q(\hat W) = s \cdot \mathrm{sign}(\hat W), \quad s = \mathrm{mean}(|\hat W|)
-    \text{ per output channel (gradient stopped)}
-    \]
-    \[
-    \frac{\partial q}{\partial \hat W} = 1_{|\hat W| \le 1}
+    q(W) = s \cdot \mathrm{sign}(W), \quad s = \mathrm{mean}(|W|)
+    \text{ per output channel (gradient stopped)}, \qquad
+    \frac{\partial q}{\partial W} = 1_{|W| \le 1}
     \]
 
-    The gradient is the identity inside ``[-1, 1]``; it is not multiplied by ``s``.
-    ``sign(0) = 1`` as in larq.
+    The official code writes it as ``(s sign(w)).detach() - clamp(w).detach() + clamp(w)``:
+    the gradient is that of ``clamp(w, -1, 1)``, not multiplied by ``s`` (larq's
+    ``magnitude_aware_sign`` multiplies it), and the forward is exactly ``+-s`` (which LCE
+    needs to see a binary kernel). ``sign(0) = +1`` as in larq (PyTorch's is 0).
     """
     axes = list(range(len(w.shape) - 1))
-    scale = tf.stop_gradient(tf.reduce_mean(tf.abs(w), axis=axes, keepdims=True))
-    clipped = tf.clip_by_value(w, -1.0, 1.0)
-    binary = scale * lq.math.sign(w)
-    return clipped + tf.stop_gradient(binary - clipped)
+
+    @tf.custom_gradient
+    def quantize(w):
+        scale = tf.reduce_mean(tf.abs(w), axis=axes, keepdims=True)
+
+        def grad(upstream):
+            return upstream * tf.cast(tf.abs(w) <= 1.0, upstream.dtype)
+
+        return scale * lq.math.sign(w), grad
+
+    return quantize(w)
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class ScaledSign(lq.quantizers.Quantizer):
+    r"""Kernel quantizer :func:`scaled_sign`: ``mean|W| * sign(W)`` per output channel with
+    the official clipped straight-through gradient.
+
+    Example:
+        ```python
+        conv = lq.layers.QuantConv2D(64, 3, kernel_quantizer=ScaledSign(),
+                                     input_quantizer="approx_sign", use_bias=False)
+        ```
+    """
+
+    precision = 1
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return scaled_sign(inputs)
+
+
+#: BNext's weights are binary once the temperature is under this (``HardBinaryConv``)
+BINARY_TEMPERATURE = 1e-7
+
+
+def temperature_sign(w: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
+    r"""BNext's progressive weight binarisation, with an identity straight-through gradient.
+
+    \[
+    q(W) = \begin{cases} \mathrm{sign}(W) & T < 10^{-7} \\
+    \mathrm{clip}(W / \max(T, 10^{-8}), -1, 1) & \text{otherwise} \end{cases}, \qquad
+    \frac{\partial q}{\partial W} = 1
+    \]
+
+    (BNext ``src/bnext.py`` ``HardBinaryConv``; the training script multiplies ``T`` by 0.9
+    after every epoch, so the weights turn binary after about 150 epochs.)
+    """
+
+    @tf.custom_gradient
+    def quantize(w):
+        t = tf.cast(temperature, w.dtype)
+        soft = tf.clip_by_value(w / tf.maximum(t, 1e-8), -1.0, 1.0)
+        return tf.where(t < BINARY_TEMPERATURE, lq.math.sign(w), soft), lambda g: g
+
+    return quantize(w)
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class TemperatureSign(lq.quantizers.Quantizer):
+    """Kernel quantizer :func:`temperature_sign` holding its temperature ``T`` as a
+    non-trainable variable (saved with the layer's weights, set by
+    :class:`bnn_keras.training.callbacks.TemperatureSchedule`, imported from a BNext
+    checkpoint's ``temperature`` buffer).
+
+    Example:
+        ```python
+        conv = lq.layers.QuantConv2D(64, 3, kernel_quantizer=TemperatureSign(1.0),
+                                     input_quantizer=lq.quantizers.SteSign(1.5))
+        ```
+    """
+
+    precision = 1
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_temperature = float(temperature)
+        self.temperature = tf.Variable(self.initial_temperature, trainable=False,
+                                       dtype=tf.float32, name="temperature")
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return temperature_sign(inputs, self.temperature)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.initial_temperature}
 
 
 def standardized_sign(w: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:

@@ -135,12 +135,14 @@ def commit(root: Path) -> str:
         return "unknown"
 
 
-def make(name: str, official: Path) -> Path:
+def seeded_network(root: Path, file: str, constructor: str, classes: int, size: int,
+                   module_name: str):
+    """The official network of ``root/file`` built by ``constructor``, every tensor
+    :func:`seeded_tensor` of its key, BatchNorm statistics measured on digits images:
+    ``(net, shapes, measured)``."""
     import torch
 
-    folder, file, constructor, model, variant, source, size, classes = CASES[name]
-    root = official / folder
-    module = load_module(root, file, f"official_{name.replace('-', '_')}")
+    module = load_module(root, file, module_name)
     torch.manual_seed(0)
     net = eval(constructor, {"M": module, "C": classes})  # noqa: S307 - our own table
     state = net.state_dict()
@@ -148,9 +150,7 @@ def make(name: str, official: Path) -> Path:
     seeded = {key: torch.from_numpy(seeded_tensor(key, shape)) for key, shape in shapes.items()
               if key.rsplit(".", 1)[-1] not in MEASURED}
     net.load_state_dict({**state, **seeded})
-
-    images = digits(size)
-    inputs, calibration = images[:2], images[2:2 + CALIBRATION_IMAGES]
+    calibration = digits(size)[2:2 + CALIBRATION_IMAGES]
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     measured = {}
     if norms:
@@ -165,6 +165,19 @@ def make(name: str, official: Path) -> Path:
             if key.endswith(("running_mean", "running_var")):
                 value.copy_(value.half().float())  # the stored values are the ones used
                 measured[key] = value.numpy().astype(np.float16)
+        for norm in norms:
+            norm.momentum = 0.1  # PyTorch's default, as the official nets train with it
+    return net, shapes, measured
+
+
+def make(name: str, official: Path) -> Path:
+    import torch
+
+    folder, file, constructor, model, variant, source, size, classes = CASES[name]
+    root = official / folder
+    net, shapes, measured = seeded_network(root, file, constructor, classes, size,
+                                           f"official_{name.replace('-', '_')}")
+    inputs = digits(size)[:2]
     net.eval()
     with torch.no_grad():
         logits = net(torch.from_numpy(inputs.transpose(0, 3, 1, 2).copy())).numpy()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FIXTURES = Path(__file__).parent / "data" / "official"
+STEP_FIXTURES = Path(__file__).parent / "data" / "official_steps"
 MEASURED = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -47,6 +48,14 @@ def seeded_tensor(key: str, shape: tuple[int, ...]) -> np.ndarray:
     # makes such a binary weight 0 where a 1-bit kernel has +1 (see ImportReport)
     weights[weights == 0] = 0.05
     return weights
+
+
+def direction(key: str, shape: tuple[int, ...], index: int) -> np.ndarray:
+    """The ``index``-th seeded N(0, 1) direction for state-dict entry ``key``: projections
+    on 8 of them stand in for a tensor too large to store (the mean square of the
+    projections of a difference is its squared norm)."""
+    rng = np.random.default_rng([zlib.crc32(key.encode()), index])
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 @dataclass

@@ -126,8 +126,10 @@ def test_reactnet_18_bn_needs_its_source():
 def test_bnext_temperature_and_zero_weights():
     state = load_fixture("bnext-bnext_tiny-bn").state_dict()
     warm = dict(state, **{"feature.3.FFN.binary_conv.temperature": np.full(1, 0.5, np.float32)})
-    with pytest.raises(BnnError, match="temperature.*not binary yet"):
-        import_torch(warm, input_size=64)
+    net, report = import_torch(warm, input_size=64)
+    assert report.soft_binary_convs == ["block3_1x1_conv"]
+    assert "not binary yet" in report.summary()
+    assert net.get_layer("block3_1x1_conv").kernel_quantizer.temperature.numpy() == 0.5
     weight = state["feature.3.FFN.binary_conv.weight"].copy()
     weight[0, 0, 0, 0] = 0.0
     _, report = import_torch(dict(state, **{"feature.3.FFN.binary_conv.weight": weight}),

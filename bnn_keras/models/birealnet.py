@@ -50,18 +50,18 @@ WIDTHS = (64, 128, 256, 512)
 
 
 def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
-           alpha: float, beta: float, binary_pad: float) -> tf.Tensor:
+           alpha: float, beta: float, binary_pad: float, init: str) -> tf.Tensor:
     in_filters = int(x.shape[-1])
     bf = variant == "bf"
     h = binary_conv(x, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
-                    output_scale=alpha if bf else 1.0, pad_value=binary_pad)
+                    output_scale=alpha if bf else 1.0, pad_value=binary_pad, init=init)
     h = batch_norm(h, variant, f"{name}_bn")
     shortcut = x
     if strides != 1 or in_filters != filters:
         if strides != 1:
             shortcut = avg_pool(shortcut, strides, f"{name}_down_pool")
         shortcut = real_conv(shortcut, filters, 1, variant=variant, name=f"{name}_down_conv",
-                             output_scale=beta * strides if bf else 1.0)
+                             output_scale=beta * strides if bf else 1.0, init=init)
         shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
     return keras.layers.Add(name=f"{name}_add")([h, shortcut])
 
@@ -69,7 +69,7 @@ def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
 def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
                     input_shape: tuple[int, int, int], stem: str = "auto",
                     alpha: float = 0.2, widths: Sequence[int] = WIDTHS,
-                    align: str = "torch", binary_pad: float = 0.0,
+                    align: str = "torch", binary_pad: float = 0.0, init: str = "torch",
                     name: str = "birealnet") -> keras.Model:
     """Build a Bi-Real Net with ``blocks[i]`` blocks in stage ``i``.
 
@@ -83,12 +83,13 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
         alpha: the BN-free residual branch scale.
         widths: channels of each stage.
         align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
+        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad)
+    check_conventions(align, binary_pad, init)
     stem = resolve_stem(stem, input_shape)
     inputs, x = network_input(input_shape, align)
-    x = resnet_stem(x, widths[0], stem, variant)
+    x = resnet_stem(x, widths[0], stem, variant, init)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         expected_var = 1.0
         for b in range(n_blocks):
@@ -96,9 +97,9 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
             if strides != 1 or int(x.shape[-1]) != filters:
                 expected_var = 1.0
             x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
-                       expected_var**-0.5, binary_pad)
+                       expected_var**-0.5, binary_pad, init)
             expected_var += alpha**2
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

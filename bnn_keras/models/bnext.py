@@ -16,9 +16,12 @@ Every module maps ``x`` (``C`` channels) to ``C`` channels::
     ELM-Attention module:  r = PReLU'(x) (pooled);  y = BN2(h * r) + r
 
 ``u`` is ``x``, 2x2-average-pooled at stride 2. ELM-Attention replaces the FFN form in
-the 3x3 module of every even block (1-based) and of every stride-2 block. Signs use a
-straight-through gradient clipped to ``[-1.5, 1.5]`` (``SteSign(clip_value=1.5)``), on
-activations and on the plain-sign weights (``bn``; latent weights clipped to 1.5).
+the 3x3 module of every even block (1-based) and of every stride-2 block. Activation
+signs use a straight-through gradient clipped to ``[-1.5, 1.5]``
+(``SteSign(clip_value=1.5)``); the ``bn`` weights are BNext's ``HardBinaryConv``
+(:class:`~bnn_keras.quantizers.TemperatureSign`: ``sign(W)`` once its temperature is
+under 1e-7, as built here; ``clip(W / T, -1, 1)`` while a training recipe decays it;
+latent weights clipped to 1.5, an identity straight-through gradient).
 
 Variants:
     ``bn``  the paper's model.
@@ -50,13 +53,16 @@ from bnn_keras.models.common import (
     BN_EPSILON,
     BN_MOMENTUM,
     avg_pool,
+    binary_initializer,
     check_conventions,
     classifier_head,
     network_input,
     real_conv,
     resolve_stem,
+    torch_default,
 )
 from bnn_keras.models.registry import register
+from bnn_keras.quantizers import BINARY_TEMPERATURE, TemperatureSign
 
 VARIANTS = ("bn", "bf")
 SIGN_CLIP = 1.5
@@ -101,29 +107,42 @@ def _bn(x: tf.Tensor, name: str) -> tf.Tensor:
 
 
 def _binary_conv(x: tf.Tensor, filters: int, kernel_size: int, strides: int, variant: str,
-                 name: str, pad_value: float) -> tf.Tensor:
-    """``bconv(sign(x))`` with BNext's clipped STE; scaled-WS kernels in ``bf``."""
+                 name: str, pad_value: float, init: str) -> tf.Tensor:
+    """``bconv(sign(x))`` with BNext's clipped STE on the activations; the kernel is
+    BNext's ``HardBinaryConv`` (:class:`~bnn_keras.quantizers.TemperatureSign`, its
+    latent weights clipped to [-1.5, 1.5]), scaled-WS in ``bf``."""
     common = dict(strides=strides, padding="same", pad_values=float(pad_value), use_bias=False,
                   input_quantizer=lq.quantizers.SteSign(clip_value=SIGN_CLIP), name=name)
+    initializer = binary_initializer(init, "glorot_normal",
+                                     keras.initializers.RandomNormal(0.0, 1e-3))
     if variant == "bf":
-        return ScaledStdQuantConv2D(filters, kernel_size, **common)(x)
+        return ScaledStdQuantConv2D(filters, kernel_size, kernel_initializer=initializer,
+                                    **common)(x)
     return lq.layers.QuantConv2D(
-        filters, kernel_size, kernel_quantizer=lq.quantizers.SteSign(clip_value=SIGN_CLIP),
+        filters, kernel_size, kernel_quantizer=TemperatureSign(BINARY_TEMPERATURE / 10),
         kernel_constraint=lq.constraints.WeightClip(SIGN_CLIP),
-        kernel_initializer="glorot_normal", **common)(x)
+        kernel_initializer=initializer, **common)(x)
 
 
-def _se_gate(x: tf.Tensor, name: str) -> tf.Tensor:
-    """Squeeze-excitation: global pool, ``C -> C/8`` ReLU, ``-> C`` sigmoid: ``(B,1,1,C)``."""
+def _se_gate(x: tf.Tensor, name: str, init: str) -> tf.Tensor:
+    """Squeeze-excitation: global pool, ``C -> C/8`` ReLU, ``-> C`` sigmoid: ``(B,1,1,C)``
+    (BNext's 1x1 convs with biases, as ``Dense`` layers)."""
     channels = int(x.shape[-1])
+    reduced = max(1, channels // SE_RATIO)
+
+    def dense(units: int, fan_in: int, **kwargs) -> keras.layers.Dense:
+        if init == "keras":
+            return keras.layers.Dense(units, **kwargs)
+        return keras.layers.Dense(units, kernel_initializer=torch_default(),
+                                  bias_initializer=torch_default(fan_in), **kwargs)
+
     g = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
-    g = keras.layers.Dense(max(1, channels // SE_RATIO), activation="relu",
-                           name=f"{name}_se_reduce")(g)
-    return keras.layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(g)
+    g = dense(reduced, channels, activation="relu", name=f"{name}_se_reduce")(g)
+    return dense(channels, reduced, activation="sigmoid", name=f"{name}_se_expand")(g)
 
 
 def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant: str,
-            name: str, binary_pad: float, alpha: float = 0.2,
+            name: str, binary_pad: float, init: str, alpha: float = 0.2,
             beta: float = 1.0) -> tf.Tensor:
     """One BNext module, ``C -> C`` channels (see the module docstring)."""
     channels = int(x.shape[-1])
@@ -133,7 +152,8 @@ def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant:
         pooled = avg_pool(x, strides, f"{name}_pool")
 
     h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
-    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv", binary_pad)
+    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv", binary_pad,
+                     init)
     if not bf:
         h = _bn(h, f"{name}_bn1")
     h = _prelu(h, f"{name}_prelu")
@@ -141,7 +161,7 @@ def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant:
     # variance of spatially uncorrelated features by strides**2 (as in reactnet_resnet)
     unit = beta * strides
     mix = RecouplingMix(input_scale=unit if bf else 1.0, name=f"{name}_mix")([pooled, h])
-    gate = _se_gate(mix, name)
+    gate = _se_gate(mix, name, init)
 
     if not bf:
         h = ChannelGate(name=f"{name}_gate")([h, gate])
@@ -167,7 +187,7 @@ def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant:
 
 def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
                 input_shape: tuple[int, int, int], stem: str = "auto", alpha: float = 0.2,
-                align: str = "torch", binary_pad: float = 0.0,
+                align: str = "torch", binary_pad: float = 0.0, init: str = "torch",
                 name: str = "bnext") -> keras.Model:
     """Build a BNext network.
 
@@ -181,13 +201,14 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
             for 1000 classes, the other one otherwise).
         alpha: the BN-free residual branch scale.
         align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
+        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad)
+    check_conventions(align, binary_pad, init)
     stem = resolve_stem(stem, input_shape)
     inputs, x = network_input(input_shape, align)
     x = real_conv(x, config.stem, 3, strides=2 if stem == "imagenet" else 1,
-                  variant=variant, name="stem_conv")
+                  variant=variant, name="stem_conv", init=init)
     if variant != "bf":
         x = _bn(x, "stem_bn")
     expected_var = 1.0
@@ -199,22 +220,24 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
             expected_var = 1.0  # the pooled shortcut is scaled to unit variance (bf)
         name_i = f"block{i}"
         x = _module(x, 3, strides, elm=elm, variant=variant, name=f"{name_i}_3x3",
-                    alpha=alpha, beta=expected_var**-0.5, binary_pad=binary_pad)
+                    alpha=alpha, beta=expected_var**-0.5, binary_pad=binary_pad,
+                    init=init)
         expected_var += alpha**2
         beta = expected_var**-0.5
         if filters == in_filters:
             x = _module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1",
-                        alpha=alpha, beta=beta, binary_pad=binary_pad)
+                        alpha=alpha, beta=beta, binary_pad=binary_pad, init=init)
         elif filters == 2 * in_filters:
             parts = [_module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1_{j}",
-                             alpha=alpha, beta=beta, binary_pad=binary_pad) for j in (1, 2)]
+                             alpha=alpha, beta=beta, binary_pad=binary_pad, init=init)
+                     for j in (1, 2)]
             x = keras.layers.Concatenate(name=f"{name_i}_concat")(parts)
         else:
             raise BnnError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
                            "keep or double their width")
         expected_var += alpha**2
     x = _prelu(x, "head_prelu")
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import Rotate180, ScaledStdConv2D, ScaledStdQuantConv2D
+from bnn_keras.quantizers import ScaledSign
 
 VARIANTS_BN_BF_NONE = ("bf", "bn", "none")
 BN_MOMENTUM = 0.9
@@ -18,7 +21,12 @@ BN_EPSILON = 1e-5
 ALIGNS = ("torch", "tf")
 
 
-def check_conventions(align: str, binary_pad: float) -> None:
+#: ``"torch"``: the official code's initialisation (PyTorch's defaults, binary latent
+#: weights ``rand * 0.001``); ``"keras"``: Keras's initialisers as bnn-keras used before.
+INITS = ("torch", "keras")
+
+
+def check_conventions(align: str, binary_pad: float, init: str = "torch") -> None:
     """Raise :class:`BnnError` unless ``align`` is in :data:`ALIGNS` and ``binary_pad`` is
     0 (PyTorch's zero padding of the binarised input, the official nets) or 1 (+1 padding,
     which LCE computes without its padding correction)."""
@@ -26,6 +34,39 @@ def check_conventions(align: str, binary_pad: float) -> None:
         raise BnnError(f"align must be one of {', '.join(ALIGNS)}, got {align!r}")
     if binary_pad not in (0.0, 1.0):
         raise BnnError(f"binary_pad must be 0 or 1, got {binary_pad!r}")
+    if init not in INITS:
+        raise BnnError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+
+
+def torch_default(fan_in: int | None = None):
+    """PyTorch's default for ``nn.Conv2d`` / ``nn.Linear`` weights,
+    ``kaiming_uniform_(a=sqrt(5))``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); with ``fan_in``,
+    the same bound for their biases."""
+    if fan_in is None:
+        return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+    bound = fan_in**-0.5
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def binary_initializer(init: str, keras_default="glorot_normal", torch_default_=None):
+    """Latent weights of a binary conv: ReActNet's / Bi-Real's / BNN_NoBN's
+    ``torch.rand(shape) * 0.001`` unless ``torch_default_`` says otherwise (BNext:
+    ``randn * 0.001``); Keras's ``keras_default`` with ``init="keras"``."""
+    if init == "keras":
+        return keras_default
+    return torch_default_ or keras.initializers.RandomUniform(0.0, 1e-3)
+
+
+def quiet_larq(build):
+    """Call ``build()`` with larq's "binary weight quantizer without kernel_constraint"
+    warning off: the official binary convs have no weight clip."""
+    log = logging.getLogger("larq.layers_base")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return build()
+    finally:
+        log.setLevel(level)
 
 
 #: where a BN-free block's RPReLU sits: on the residual stream after the add (the
@@ -75,52 +116,58 @@ def batch_norm(x: tf.Tensor, variant: str, name: str) -> tf.Tensor:
 
 def binary_conv(x: tf.Tensor, filters: int, kernel_size: int, *, strides: int = 1,
                 variant: str, name: str, output_scale: float = 1.0, pad_value: float = 0.0,
-                input_quantizer="approx_sign") -> tf.Tensor:
+                input_quantizer="approx_sign", init: str = "torch") -> tf.Tensor:
     """A binary conv (both operands binarised) that LCE lowers to ``LceBconv2d``.
 
     ``bf``: :class:`ScaledStdQuantConv2D` with ``output_scale`` folded in; ``bn`` /
-    ``none``: larq's ``QuantConv2D`` with magnitude-aware weights (ReActNet, Bi-Real)
-    and ``output_scale`` applied as a multiply (it is 1 there). ``pad_value`` is what
-    "same" padding puts around the binarised input: 0 as ``F.conv2d(sign(x), padding=1)``
-    in the official code, or +1.
+    ``none``: larq's ``QuantConv2D`` with ReActNet's / Bi-Real's ``HardBinaryConv``
+    kernel (:class:`~bnn_keras.quantizers.ScaledSign`, no weight clip) and
+    ``output_scale`` applied as a multiply (it is 1 there). ``pad_value`` is what "same"
+    padding puts around the binarised input: 0 as ``F.conv2d(sign(x), padding=1)`` in the
+    official code, or +1.
     """
     common = dict(strides=strides, padding="same", pad_values=float(pad_value),
                   use_bias=False, input_quantizer=input_quantizer, name=name)
     if variant == "bf":
-        return ScaledStdQuantConv2D(filters, kernel_size, output_scale=output_scale,
-                                    **common)(x)
-    y = lq.layers.QuantConv2D(filters, kernel_size, kernel_quantizer="magnitude_aware_sign",
-                              kernel_constraint="weight_clip",
-                              kernel_initializer="glorot_normal", **common)(x)
+        return ScaledStdQuantConv2D(
+            filters, kernel_size, output_scale=output_scale,
+            kernel_initializer=binary_initializer(init, "he_normal"), **common)(x)
+    y = quiet_larq(lambda: lq.layers.QuantConv2D(
+        filters, kernel_size, kernel_quantizer=ScaledSign(),
+        kernel_initializer=binary_initializer(init), **common))(x)
     if output_scale != 1.0:
         y = keras.layers.Rescaling(output_scale, name=f"{name}_scale")(y)
     return y
 
 
 def binary_weight_conv(x: tf.Tensor, filters: int, *, variant: str, name: str,
-                       output_scale: float = 1.0) -> tf.Tensor:
+                       output_scale: float = 1.0, init: str = "torch") -> tf.Tensor:
     """A 1x1 conv with a binary kernel on a real-valued input (BNN_NoBN's downsample
     ``binaryconv1x1``): a float conv in LCE, with +-1 times one magnitude per output
     channel as its kernel. ``bf``: scaled-WS kernel, ``output_scale`` folded in."""
     if variant == "bf":
-        return ScaledStdQuantConv2D(filters, 1, input_quantizer=None,
-                                    output_scale=output_scale, name=name)(x)
-    y = lq.layers.QuantConv2D(filters, 1, kernel_quantizer="magnitude_aware_sign",
-                              kernel_constraint="weight_clip", use_bias=False,
-                              kernel_initializer="glorot_normal", name=name)(x)
+        return ScaledStdQuantConv2D(
+            filters, 1, input_quantizer=None, output_scale=output_scale,
+            kernel_initializer=binary_initializer(init, "he_normal"), name=name)(x)
+    y = quiet_larq(lambda: lq.layers.QuantConv2D(
+        filters, 1, kernel_quantizer=ScaledSign(), use_bias=False,
+        kernel_initializer=binary_initializer(init), name=name))(x)
     if output_scale != 1.0:
         y = keras.layers.Rescaling(output_scale, name=f"{name}_scale")(y)
     return y
 
 
 def real_conv(x: tf.Tensor, filters: int, kernel_size: int, *, strides: int = 1,
-              variant: str, name: str, output_scale: float = 1.0) -> tf.Tensor:
+              variant: str, name: str, output_scale: float = 1.0,
+              init: str = "torch") -> tf.Tensor:
     """A real-valued conv: weight-standardised in ``bf``, plain ``Conv2D`` otherwise."""
+    initializer = "he_normal" if init == "keras" else torch_default()
     if variant == "bf":
         return ScaledStdConv2D(filters, kernel_size, strides=strides, padding="same",
-                               output_scale=output_scale, name=name)(x)
+                               output_scale=output_scale, kernel_initializer=initializer,
+                               name=name)(x)
     y = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
-                            use_bias=False, kernel_initializer="he_normal", name=name)(x)
+                            use_bias=False, kernel_initializer=initializer, name=name)(x)
     if output_scale != 1.0:
         y = keras.layers.Rescaling(output_scale, name=f"{name}_scale")(y)
     return y
@@ -135,28 +182,36 @@ def resolve_stem(stem: str, input_shape: tuple[int, int, int]) -> str:
     return stem
 
 
-def resnet_stem(inputs: tf.Tensor, filters: int, stem: str, variant: str) -> tf.Tensor:
+def resnet_stem(inputs: tf.Tensor, filters: int, stem: str, variant: str,
+                init: str = "torch") -> tf.Tensor:
     """The ResNet stem: 7x7 stride-2 conv + 3x3 stride-2 max-pool (``"imagenet"``) or a
     3x3 stride-1 conv (``"small"``), with BN after the conv in the ``bn`` variant."""
     if stem == "imagenet":
-        x = real_conv(inputs, filters, 7, strides=2, variant=variant, name="stem_conv")
+        x = real_conv(inputs, filters, 7, strides=2, variant=variant, name="stem_conv",
+                      init=init)
         x = batch_norm(x, variant, "stem_bn")
         return keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
-    x = real_conv(inputs, filters, 3, variant=variant, name="stem_conv")
+    x = real_conv(inputs, filters, 3, variant=variant, name="stem_conv", init=init)
     return batch_norm(x, variant, "stem_bn")
 
 
-def classifier_head(x: tf.Tensor, num_classes: int, *, normalizer_free: bool = False
-                    ) -> tf.Tensor:
+def classifier_head(x: tf.Tensor, num_classes: int, *, normalizer_free: bool = False,
+                    init: str = "torch") -> tf.Tensor:
     """Global average pool then a float ``Dense`` named ``classifier`` (logits).
 
-    ``normalizer_free`` initialises the kernel from N(0, 0.01), as the NF-ResNets and
-    NFNets do (Brock et al. 2021): without normalisation the pooled features of a
-    BN-free net grow with depth (std ~4-5 for reactnet_18 ``bf``), and Keras's default
-    Glorot kernel would start it with logits of std ~7 and a loss far above log(classes).
+    ``init="torch"``: ``nn.Linear``'s initialisation. ``init="keras"``: Glorot, or with
+    ``normalizer_free`` a kernel from N(0, 0.01) as the NF-ResNets and NFNets start
+    theirs (Brock et al. 2021): without normalisation the pooled features of a BN-free
+    net grow with depth, and a Glorot kernel starts it with a loss far above
+    log(classes).
     """
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    initializer = (keras.initializers.RandomNormal(0.0, 0.01) if normalizer_free
-                   else "glorot_uniform")
-    return keras.layers.Dense(num_classes, kernel_initializer=initializer,
+    fan_in = int(x.shape[-1])
+    if init == "torch":
+        kernel, bias = torch_default(), torch_default(fan_in)
+    else:
+        kernel = (keras.initializers.RandomNormal(0.0, 0.01) if normalizer_free
+                  else "glorot_uniform")
+        bias = "zeros"
+    return keras.layers.Dense(num_classes, kernel_initializer=kernel, bias_initializer=bias,
                               name="classifier")(x)

@@ -75,7 +75,7 @@ def bf_betas(alpha: float) -> list[tuple[float, float]]:
 
 def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
            alpha: float, beta1: float, beta2: float, binary_pad: float,
-           rprelu: str, pool_gain: bool) -> tf.Tensor:
+           rprelu: str, pool_gain: bool, init: str) -> tf.Tensor:
     """One ReActNet-A block (see the module docstring)."""
     bf = variant == "bf"
     in_branch = bf and rprelu == "branch"
@@ -83,7 +83,8 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     scale = alpha if bf else 1.0
     h = LearnableBias(scale=beta1 if bf else 1.0, name=f"{name}_move1")(x)
     h = binary_conv(h, in_filters, 3, strides=strides, variant=variant,
-                    name=f"{name}_conv3x3", output_scale=scale, pad_value=binary_pad)
+                    name=f"{name}_conv3x3", output_scale=scale, pad_value=binary_pad,
+                    init=init)
     h = batch_norm(h, variant, f"{name}_bn3x3")
     if in_branch:
         h = RPReLU(name=f"{name}_rprelu1")(h)
@@ -103,7 +104,7 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     for i in range(n):
         suffix = "" if n == 1 else f"_{i + 1}"
         y = binary_conv(g, in_filters, 1, variant=variant, name=f"{name}_conv1x1{suffix}",
-                        output_scale=scale, pad_value=binary_pad)
+                        output_scale=scale, pad_value=binary_pad, init=init)
         convs.append(batch_norm(y, variant, f"{name}_bn1x1{suffix}"))
     if in_branch:
         y = RPReLU(name=f"{name}_rprelu2")(
@@ -120,7 +121,8 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
 def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, int, int],
                      stem: str = "auto", alpha: float = 0.2, width: float = 1.0,
                      align: str = "torch", binary_pad: float = 0.0, rprelu: str = "stream",
-                     pool_gain: bool = False, name: str = "reactnet_a") -> keras.Model:
+                     pool_gain: bool = False, init: str = "torch",
+                     name: str = "reactnet_a") -> keras.Model:
     """Build ReActNet-A.
 
     Args:
@@ -134,9 +136,10 @@ def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, 
         align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
         rprelu: ``"stream"`` (official) or ``"branch"`` (``bf`` only).
         pool_gain: ``bf`` only: pooled shortcut scaled by ``2 * beta1`` instead of ``beta1``.
+        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad)
+    check_conventions(align, binary_pad, init)
     stem = resolve_stem(stem, input_shape)
     if width <= 0:
         raise BnnError(f"width must be > 0, got {width}")
@@ -144,15 +147,15 @@ def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, 
     inputs, x = network_input(input_shape, align)
     stem_filters = max(1, round(STEM_FILTERS * width))
     x = real_conv(x, stem_filters, 3, strides=2 if stem == "imagenet" else 1,
-                  variant=variant, name="stem_conv")
+                  variant=variant, name="stem_conv", init=init)
     x = batch_norm(x, variant, "stem_bn")
     for i, ((c_in, c_out, strides), (beta1, beta2)) in enumerate(
             zip(BLOCKS, bf_betas(alpha)), start=1):
         filters = int(x.shape[-1]) * c_out // c_in  # out == in or out == 2 * in
         x = _block(x, filters, strides, variant=variant, name=f"block{i}", alpha=alpha,
                    beta1=beta1, beta2=beta2, binary_pad=binary_pad,
-                   rprelu=rprelu, pool_gain=pool_gain)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
+                   rprelu=rprelu, pool_gain=pool_gain, init=init)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

@@ -87,12 +87,12 @@ def bf_betas(blocks: Sequence[int], alpha: float, widths: Sequence[int] = WIDTHS
 
 def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
            alpha: float, beta: float, source: str, binary_pad: float,
-           rprelu: str, pool_gain: bool) -> tf.Tensor:
+           rprelu: str, pool_gain: bool, init: str) -> tf.Tensor:
     bf = variant == "bf"
     in_filters = int(x.shape[-1])
     h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
     h = binary_conv(h, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
-                    output_scale=alpha if bf else 1.0, pad_value=binary_pad)
+                    output_scale=alpha if bf else 1.0, pad_value=binary_pad, init=init)
     h = batch_norm(h, variant, f"{name}_bn")
     in_branch = bf and rprelu == "branch"
     if in_branch:
@@ -104,10 +104,11 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
         gain = beta * (strides if pool_gain else 1) if bf else 1.0
         if source == "reactnet":
             shortcut = real_conv(shortcut, filters, 1, variant=variant,
-                                 name=f"{name}_down_conv", output_scale=gain)
+                                 name=f"{name}_down_conv", output_scale=gain, init=init)
         else:
             shortcut = binary_weight_conv(shortcut, filters, variant=variant,
-                                          name=f"{name}_down_conv", output_scale=gain)
+                                          name=f"{name}_down_conv", output_scale=gain,
+                                          init=init)
         shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
     x = keras.layers.Add(name=f"{name}_add")([h, shortcut])
     return x if in_branch else RPReLU(name=f"{name}_rprelu")(x)
@@ -118,7 +119,7 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
                           alpha: float = 0.2, source: str = "bnn_nobn",
                           align: str = "torch", binary_pad: float = 0.0,
                           rprelu: str = "stream", pool_gain: bool = False,
-                          widths: Sequence[int] = WIDTHS,
+                          widths: Sequence[int] = WIDTHS, init: str = "torch",
                           name: str = "reactnet") -> keras.Model:
     """Build a ReActNet ResNet with ``blocks[i]`` blocks in stage ``i``.
 
@@ -134,9 +135,10 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
         rprelu: ``"stream"`` (official) or ``"branch"`` (``bf`` only).
         pool_gain: ``bf`` only: transition shortcut gain ``2 * beta`` instead of ``beta``.
         widths: channels of each stage.
+        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad)
+    check_conventions(align, binary_pad, init)
     if source not in SOURCES:
         raise BnnError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "reactnet" and variant != "bn":
@@ -145,15 +147,15 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
     check_bf_options(variant, rprelu, pool_gain)
     stem = resolve_stem(stem, input_shape)
     inputs, x = network_input(input_shape, align)
-    x = resnet_stem(x, widths[0], stem, variant)
+    x = resnet_stem(x, widths[0], stem, variant, init)
     betas = bf_betas(blocks, alpha, widths)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         for b in range(n_blocks):
             x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, variant=variant,
                        name=f"stage{stage}_block{b + 1}", alpha=alpha,
                        beta=betas[stage - 1][b], source=source, binary_pad=binary_pad,
-                       rprelu=rprelu, pool_gain=pool_gain)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf")
+                       rprelu=rprelu, pool_gain=pool_gain, init=init)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 

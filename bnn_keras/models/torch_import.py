@@ -27,9 +27,8 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.models.torch_keys import Identity, Source, identify, source_for
+from bnn_keras.quantizers import BINARY_TEMPERATURE
 
-#: BNext binarises a conv's weights (``sign(w)``) once its temperature is below this.
-BNEXT_BINARY_TEMPERATURE = 1e-7
 TORCH_EXTRA = "pip install 'bnn-keras[torch]' (a CPU build of torch is enough)"
 
 
@@ -96,6 +95,8 @@ class ImportReport:
     ignored: list[str] = field(default_factory=list)
     #: binary latent weights exactly 0: torch's sign gives 0, a 1-bit kernel +1
     zero_binary_weights: int = 0
+    #: BNext convs whose temperature has not decayed: their weights are not binary yet
+    soft_binary_convs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +105,12 @@ class ImportReport:
         lines = [f"{self.repository} checkpoint: {self.model} {self.variant}, "
                  f"{self.num_classes} classes; {self.tensors} tensors copied, "
                  f"{len(self.ignored)} keys no layer reads ignored"]
+        if self.soft_binary_convs:
+            lines.append(f"warning: {len(self.soft_binary_convs)} BNext binary convs have a "
+                         f"temperature of at least {BINARY_TEMPERATURE:g} (e.g. "
+                         f"{self.soft_binary_convs[0]}): their weights are clip(w / T, -1, 1), "
+                         "not binary yet (a mid-training checkpoint); they will not lower "
+                         "to LceBconv2d")
         if self.zero_binary_weights:
             lines.append(f"warning: {self.zero_binary_weights} binary weights are exactly 0: "
                          "PyTorch's sign makes them 0, a 1-bit kernel +1")
@@ -131,6 +138,7 @@ def _layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate:
     """The values of ``layer``'s weights, by weight name, from the state dict (``take``
     returns one key's tensor and marks it used)."""
     from bnn_keras.layers import LearnableBias, RecouplingMix, RPReLU
+    from bnn_keras.quantizers import TemperatureSign
 
     (prefix, *_) = prefixes
     if isinstance(layer, RPReLU):
@@ -161,6 +169,8 @@ def _layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate:
             out["bias"] = take(f"{prefix}.bias")
         if hasattr(layer, "gain"):  # scaled WS: gain (out, 1, 1, 1)
             out["gain"] = take(f"{prefix}.gain").reshape(-1)
+        if isinstance(getattr(layer, "kernel_quantizer", None), TemperatureSign):
+            out["temperature"] = take(f"{prefix}.temperature").reshape(())
         return out
     raise BnnError(f"no PyTorch mapping for layer {layer.name!r} ({type(layer).__name__})")
 
@@ -211,7 +221,8 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
             target.assign(value)
         if getattr(getattr(layer, "kernel_quantizer", None), "precision", None) == 1:
             report.zero_binary_weights += int(np.sum(values["kernel"] == 0))
-    _check_temperatures(state, report)
+        if float(values.get("temperature", 0.0)) >= BINARY_TEMPERATURE:
+            report.soft_binary_convs.append(layer.name)
     leftover = sorted(set(state) - used)
     ignored = [key for key in leftover
                if any(re.fullmatch(pattern, key) for pattern in layout.ignored)]
@@ -222,18 +233,6 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
                        f"{layout.repository}'s {report.model} {report.variant}")
     report.tensors, report.ignored = len(used), ignored
     return report
-
-
-def _check_temperatures(state: Mapping[str, np.ndarray], report: ImportReport) -> None:
-    """BNext's binary convs compute ``clamp(w / T, -1, 1)`` until ``T`` decays below
-    :data:`BNEXT_BINARY_TEMPERATURE`; only then are their weights binary."""
-    for key, value in state.items():
-        if key.endswith("binary_conv.temperature") and float(np.max(value)) >= \
-                BNEXT_BINARY_TEMPERATURE:
-            raise BnnError(f"{key} is {float(np.max(value)):.3g}: this BNext checkpoint's "
-                           f"weights are not binary yet (BNext binarises once the "
-                           f"temperature is under {BNEXT_BINARY_TEMPERATURE:g}, after about "
-                           "150 epochs); import a final checkpoint")
 
 
 def import_torch(checkpoint: str | os.PathLike | Mapping, model: str | None = None,

@@ -109,7 +109,7 @@ SOURCES: dict[str, Source] = {
     "bnn_nobn": Source("bnn_nobn", "VITA-Group/BNN_NoBN", _reactnet_resnet),
     "reactnet": Source("reactnet", "liuzechun/ReActNet", _reactnet_resnet),
     "bireal": Source("bireal", "liuzechun/Bi-Real-net", _bireal),
-    # HardSign / HardBinaryConv temperatures (the binary convs' are checked on import),
+    # HardSign temperatures (the sign ignores them; the binary convs' are imported),
     # the stem's PReLU and the FFN modules' activation1, which forward() never calls
     "bnext": Source("bnext", "hpi-xnor/BNext", _bnext, (
         r".*\.num_batches_tracked", r".*\.temperature", r"feature\.0\.prelu\.weight",

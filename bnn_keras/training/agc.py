@@ -27,6 +27,7 @@ def adaptive_clip(
     variables: Sequence[tf.Variable],
     clip_factor: float,
     eps: float = 1e-3,
+    elementwise: Sequence[bool] = (),
 ) -> list[tf.Tensor | None]:
     r"""Clip each unit's gradient relative to the unit's weight norm.
 
@@ -35,8 +36,10 @@ def adaptive_clip(
     g & \text{otherwise} \end{cases}, \quad m = \lambda \max(\lVert W \rVert, \epsilon)
     \]
 
-    with \(\lambda\) = ``clip_factor``; norms from :func:`unitwise_norm`. ``clip_factor``
-    0 returns the gradients unchanged. ``None`` gradients pass through.
+    with \(\lambda\) = ``clip_factor``; norms from :func:`unitwise_norm`, or per element for
+    the variables flagged in ``elementwise`` (a WS gain is ``(out, 1, 1, 1)`` in PyTorch,
+    one unit per output channel). ``clip_factor`` 0 returns the gradients unchanged.
+    ``None`` gradients pass through.
 
     Example:
         ```python
@@ -46,13 +49,15 @@ def adaptive_clip(
     """
     if clip_factor <= 0:
         return list(grads)
+    flags = list(elementwise) or [False] * len(variables)
     clipped = []
-    for grad, var in zip(grads, variables):
+    for grad, var, per_element in zip(grads, variables, flags):
         if grad is None:
             clipped.append(None)
             continue
-        max_norm = clip_factor * tf.maximum(unitwise_norm(var), eps)
-        grad_norm = unitwise_norm(grad)
+        norm = tf.abs if per_element else unitwise_norm
+        max_norm = clip_factor * tf.maximum(norm(tf.convert_to_tensor(var)), eps)
+        grad_norm = norm(grad)
         scaled = grad * (max_norm / tf.maximum(grad_norm, 1e-6))
         clipped.append(tf.where(grad_norm > max_norm, scaled, grad))
     return clipped

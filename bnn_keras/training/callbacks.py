@@ -51,6 +51,32 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+class TemperatureSchedule(keras.callbacks.Callback):
+    r"""BNext's weight temperature: before epoch \(e\) (0-based) every
+    :class:`~bnn_keras.quantizers.TemperatureSign` of ``net`` gets \(T_0 \cdot d^e\).
+
+    BNext's script multiplies each ``HardBinaryConv`` temperature by ``d = 0.9`` after
+    every epoch from \(T_0 = 1\) (``adjust_temperature``), so its weights are
+    ``clip(w / T, -1, 1)`` until \(T < 10^{-7}\), about epoch 153. Set from the epoch, so
+    a resumed run continues where it was.
+    """
+
+    def __init__(self, net: keras.Model, initial: float, decay: float):
+        super().__init__()
+        from bnn_keras.quantizers import TemperatureSign
+
+        self.quantizers = [layer.kernel_quantizer for layer in net.layers
+                           if isinstance(getattr(layer, "kernel_quantizer", None),
+                                         TemperatureSign)]
+        self.initial = float(initial)
+        self.decay = float(decay)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = self.initial * self.decay**epoch
+        for quantizer in self.quantizers:
+            quantizer.temperature.assign(value)
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stops at the first non-finite training loss with a message naming epoch and step.
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from bnn_keras.errors import BnnError
 
 OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("linear", "cosine", "constant")
-KD_WEIGHTINGS = ("softmax_ce", "uniform")
+SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
+KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
 AUGMENTS = ("default", "randaugment", "none")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
@@ -22,11 +22,18 @@ class TrainConfig:
     Optimiser (see :mod:`bnn_keras.training.optim`): ``optimizer`` ``adam`` adds
     ``weight_decay`` / ``kernel_weight_decay`` to the gradient (L2, as ``torch.optim.Adam``
     does), ``adamw`` decays the weights directly (decoupled, ``torch.optim.AdamW``).
-    ``kernel_weight_decay`` applies to conv kernels (every 4-D weight: binary and real
-    convs), ``weight_decay`` to every other variable. ``schedule``: ``linear`` decay to 0,
+    ``kernel_weight_decay`` applies to what the official code holds as 4-D tensors (conv
+    kernels, WS gains, learnable biases: :func:`bnn_keras.training.optim.torch_4d_weights`),
+    ``weight_decay`` to every other variable. ``schedule``: ``linear`` decay to 0,
     ``cosine`` to ``min_lr`` after ``warmup_epochs`` of linear warm-up from ``warmup_lr``,
-    or ``constant``. Clipping: ``agc_clip`` (adaptive, BN-free BNN) then
-    ``grad_clip_norm`` (global norm, BNext); 0 turns either off.
+    or ``constant``, each changing every step; ``linear_by_epoch`` and ``cosine_by_epoch``
+    are the official scripts' schedules, which change once per epoch (see
+    :class:`bnn_keras.training.optim.EpochSchedule`). Clipping: ``agc_clip`` (adaptive,
+    BN-free BNN) then ``grad_clip_norm`` (global norm, BNext); 0 turns either off.
+
+    ``weight_temperature`` > 0 starts every BNext binary conv at that temperature and
+    multiplies it by ``temperature_decay`` every epoch
+    (:class:`~bnn_keras.training.callbacks.TemperatureSchedule`).
 
     ``ste_clip`` > 0 replaces the activation binariser of every binary conv by
     ``ste_sign(clip_value=ste_clip)``; 0 keeps the model's own (``approx_sign``).
@@ -78,17 +85,20 @@ class TrainConfig:
     weight_decay: float = 0.0
     kernel_weight_decay: float = 0.0
     grad_clip_norm: float = 0.0
+    # BNext's progressive weight binarisation: 0 keeps the model's temperature
+    weight_temperature: float = 0.0
+    temperature_decay: float = 1.0
     ste_clip: float = 0.0
     label_smoothing: float = 0.0
     # two-step training
     stage: int = 0
-    init_from: str = ""
+    init_from: str = ""  # a run folder or .keras file to start from (stage 2: required)
     init_skip: list[str] = field(default_factory=list)
     # distillation
     teacher: str = ""
     assistants: list[str] = field(default_factory=list)
     assistant_epochs: list[int] = field(default_factory=list)
-    kd_weighting: str = "softmax_ce"
+    kd_weighting: str = "batch_softmax_ce"
     # distribution (see bnn_keras.training.distribute)
     strategy: str = "default"
     sync_bn: bool = False
@@ -113,6 +123,7 @@ class TrainConfig:
                                f"got {getattr(self, name)!r}")
         for name in ("warmup_lr", "min_lr", "weight_decay", "kernel_weight_decay",
                      "grad_clip_norm", "ste_clip", "label_smoothing", "warmup_epochs",
+                     "weight_temperature", "temperature_decay",
                      "image_size"):
             if getattr(self, name) < 0:
                 raise BnnError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -18,8 +18,18 @@ those losses (gradient stopped), so the teacher the student agrees with least co
 \mathcal{L} = \frac{1}{N} \sum_n \frac{1}{K} \sum_k \alpha_{nk}\, \mathcal{L}_k(n).
 \]
 
-The \(1/K\) is in BNext's code; ``weighting="uniform"`` uses \(\alpha = 1/K\) instead (what
-BNext does with a single teacher group).
+The \(1/K\) is in BNext's code. What its script computes (``weighting="batch_softmax_ce"``,
+the default) reduces each teacher's loss over the batch before weighting, a consequence of
+comparing ``--hard_knowledge_grains`` with "instance" in one place and "Instance" in the
+other (``src/train_assistant_group_amp.py`` lines 764 and 768):
+
+\[
+\mathcal{L} = \frac{1}{K} \sum_k \Big(\frac{1}{N} \sum_n \alpha_{nk}\Big)
+\Big(\frac{1}{N} \sum_n \mathcal{L}_k(n)\Big);
+\]
+
+``"softmax_ce"`` weighs each sample's own losses (the formula above, what the paper
+describes), ``"uniform"`` uses \(\alpha = 1/K\).
 
 Teachers are Keras models that map the student's (normalised) inputs to logits; see
 :func:`load_teacher` for the accepted specs.
@@ -59,13 +69,13 @@ def teacher_weights(per_teacher_losses: tf.Tensor, weighting: str = "softmax_ce"
     losses = tf.stop_gradient(per_teacher_losses)
     if weighting == "uniform":
         return tf.ones_like(losses) / tf.cast(tf.shape(losses)[-1], losses.dtype)
-    if weighting != "softmax_ce":
+    if weighting not in ("softmax_ce", "batch_softmax_ce"):
         raise ValueError(f"unknown teacher weighting {weighting!r}")
     return tf.nn.softmax(losses, axis=-1)
 
 
 def multi_teacher_loss(student_logits: tf.Tensor, teacher_logits: Sequence[tf.Tensor],
-                       weighting: str = "softmax_ce") -> tuple[tf.Tensor, tf.Tensor]:
+                       weighting: str = "batch_softmax_ce") -> tuple[tf.Tensor, tf.Tensor]:
     r"""BNext's loss over several teachers: ``(loss, alpha)`` (see the module docstring).
 
     With one teacher it equals :func:`distribution_loss`.
@@ -73,6 +83,8 @@ def multi_teacher_loss(student_logits: tf.Tensor, teacher_logits: Sequence[tf.Te
     losses = tf.stack([soft_cross_entropy(student_logits, t) for t in teacher_logits], axis=-1)
     alpha = teacher_weights(losses, weighting)
     k = float(len(teacher_logits))
+    if weighting == "batch_softmax_ce":
+        losses = tf.reduce_mean(losses, axis=0, keepdims=True)
     return tf.reduce_mean(tf.reduce_sum(alpha * losses, axis=-1) / k), alpha
 
 

@@ -1,15 +1,16 @@
 r"""The papers' optimisers and learning-rate schedules.
 
 * ReActNet, BN-free BNN, Bi-Real Net (PyTorch code): Adam, learning rate decaying linearly
-  to zero, L2 (``torch.optim.Adam(weight_decay=...)``, added to the gradient) on the conv
-  kernels only. The reference code steps the decay once per epoch; here it decays per step.
-* BNext: AdamW, 5 epochs of linear warm-up from 1e-5 then cosine to 1e-7, decoupled weight
-  decay 1e-8 on the conv kernels and 1e-3 on everything else, gradients clipped to a
-  global norm of 5.
+  to zero once per epoch (``linear_by_epoch``), L2 (``torch.optim.Adam(weight_decay=...)``,
+  added to the gradient) on the 4-D tensors only.
+* BNext: AdamW, 5 epochs of linear warm-up from 1e-5 then cosine towards 1e-7, once per
+  epoch (``cosine_by_epoch``), decoupled weight decay 1e-8 on the 4-D tensors and 1e-3 on
+  everything else, gradients clipped to a global norm of 5.
 
-The optimiser itself is always Keras' ``Adam``; the weight decays and gradient clipping
-are applied by :class:`~bnn_keras.training.TrainingModel` (see :class:`WeightDecay`), so
-the two decay groups can differ and checkpoints stay plain ``Adam`` state.
+The optimiser is Keras' ``Adam`` with PyTorch's epsilon (see :func:`build_optimizer`);
+the weight decays and gradient clipping are applied by
+:class:`~bnn_keras.training.TrainingModel` (see :class:`WeightDecay`), so the two decay
+groups can differ and checkpoints stay plain ``Adam`` state.
 """
 
 from __future__ import annotations
@@ -71,11 +72,69 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "minimum": self.minimum}
 
 
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    r"""The official scripts' schedules: one learning rate per epoch, set before it.
+
+    With \(e\) the 0-based epoch of the step, \(E\) the epochs, \(W\) the warm-up epochs:
+
+    ``linear`` (``LambdaLR(lambda e: 1 - e / E)`` stepped at the start of every epoch, so
+    epoch \(e\) trains at its value for \(e + 1\)):
+    \( \eta_e = \eta_0 (1 - (e + 1) / E) \).
+
+    ``cosine`` (timm's ``CosineLRScheduler(t_initial=E, warmup_t=W, warmup_prefix=True)``
+    stepped with the epoch): \( \eta_e = \eta_w + e (\eta_0 - \eta_w) / W \) for
+    \(e < W\), then
+    \( \eta_e = \eta_{min} + \tfrac12 (\eta_0 - \eta_{min})
+    (1 + \cos(\pi (e - W) / E)) \).
+
+    Example:
+        ```python
+        lr = EpochSchedule("linear", 5e-4, epochs=256, steps_per_epoch=5005)
+        ```
+    """
+
+    def __init__(self, kind: str, peak: float, epochs: int, steps_per_epoch: int,
+                 warmup_epochs: int = 0, warmup_start: float = 0.0, minimum: float = 0.0):
+        if kind not in ("linear", "cosine"):
+            raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
+        self.kind = kind
+        self.peak = float(peak)
+        self.epochs = int(epochs)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.warmup_epochs = int(warmup_epochs)
+        self.warmup_start = float(warmup_start)
+        self.minimum = float(minimum)
+
+    def at_epoch(self, epoch):
+        """The learning rate of (0-based) ``epoch``."""
+        e = tf.cast(epoch, tf.float32)
+        if self.kind == "linear":
+            return self.peak * (1.0 - (e + 1.0) / self.epochs)
+        warm = float(max(self.warmup_epochs, 1))
+        warmup = self.warmup_start + e * (self.peak - self.warmup_start) / warm
+        cosine = self.minimum + 0.5 * (self.peak - self.minimum) * (
+            1.0 + tf.cos(math.pi * (e - self.warmup_epochs) / self.epochs))
+        return tf.where(e < self.warmup_epochs, warmup, cosine)
+
+    def __call__(self, step):
+        return self.at_epoch(tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_epoch))
+
+    def get_config(self) -> dict:
+        return {"kind": self.kind, "peak": self.peak, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch, "warmup_epochs": self.warmup_epochs,
+                "warmup_start": self.warmup_start, "minimum": self.minimum}
+
+
 def build_schedule(config: TrainConfig, steps_per_epoch: int):
     """The learning-rate schedule of ``config`` over ``epochs * steps_per_epoch`` steps."""
     total = max(1, config.epochs * steps_per_epoch)
     if config.schedule == "constant":
         return config.learning_rate
+    if config.schedule.endswith("_by_epoch"):
+        return EpochSchedule(config.schedule.split("_")[0], config.learning_rate,
+                             config.epochs, steps_per_epoch, config.warmup_epochs,
+                             config.warmup_lr, config.min_lr)
     if config.schedule == "cosine" or config.warmup_epochs:
         minimum = config.min_lr
         if config.schedule == "linear":  # linear with warm-up: a cosine would be wrong
@@ -101,23 +160,52 @@ class _WarmupLinear(WarmupCosine):
 
 
 def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Keras ``Adam`` on :func:`build_schedule` (``adam`` and ``adamw`` alike; the decays
-    live in :class:`WeightDecay`)."""
-    return keras.optimizers.Adam(build_schedule(config, steps_per_epoch))
+    r"""``torch.optim.Adam`` in Keras, on :func:`build_schedule` (``adam`` and ``adamw``
+    alike; the decays live in :class:`WeightDecay`).
+
+    PyTorch divides by \(\sqrt{\hat v} + \epsilon\) with \(\epsilon = 10^{-8}\); Keras
+    by \(\sqrt{v} + \epsilon\) before the bias correction, unless ``adaptive_epsilon``
+    scales \(\epsilon\) by it, which makes the two updates the same.
+    """
+    return keras.optimizers.Adam(build_schedule(config, steps_per_epoch), epsilon=1e-8,
+                                 adaptive_epsilon=True)
 
 
-def is_conv_kernel(variable: tf.Variable) -> bool:
-    """Conv kernels: every 4-D variable (the group ReActNet and BNext decay separately)."""
-    return variable.shape.rank == 4
+def torch_4d_weights(net: keras.Model) -> list[tf.Variable]:
+    """The variables that are 4-D tensors in the official PyTorch code, the group whose
+    weight decay ReActNet, BNN_NoBN, Bi-Real Net and BNext set apart (``p.ndimension() ==
+    4`` in their train scripts): conv kernels (BNext's SE ``Dense`` layers are 1x1 convs
+    there), WS gains ``(out, 1, 1, 1)``, learnable biases and RPReLU's two shifts
+    ``(1, C, 1, 1)``, BNext's recoupling scale ``(1, C, 1, 1)``."""
+    from bnn_keras.layers import LearnableBias, RecouplingMix, RPReLU
+
+    out = []
+    for layer in net.layers:
+        names = set()
+        if isinstance(layer, keras.layers.Conv2D):
+            names = {"kernel", "gain"}
+        elif isinstance(layer, keras.layers.Dense) and layer.name.endswith(
+                ("_se_reduce", "_se_expand")):
+            names = {"kernel"}
+        elif isinstance(layer, LearnableBias):
+            names = {"bias"}
+        elif isinstance(layer, RPReLU):
+            names = {"bias_in", "bias_out"}
+        elif isinstance(layer, RecouplingMix):
+            names = {"mix"}
+        out += [v for v in layer.trainable_weights
+                if v.name.split(":")[0].split("/")[-1] in names]
+    return out
 
 
 @dataclass
 class WeightDecay:
-    r"""Weight decay in two groups: conv kernels and everything else.
+    r"""Weight decay in two groups: the official code's 4-D tensors and everything else.
 
     ``decoupled=False`` (Adam + L2): \(g \leftarrow g + \lambda w\) before the update.
     ``decoupled=True`` (AdamW): \(w \leftarrow w - \eta_t \lambda w\), then the update.
-    \(\lambda\) is ``kernel`` for :func:`is_conv_kernel` variables, ``other`` otherwise;
+    \(\lambda\) is ``kernel`` for the :func:`torch_4d_weights` of the network given to
+    :meth:`bind` (every 4-D variable before it is bound), ``other`` otherwise;
     \(\eta_t\) is the current learning rate.
 
     Example:
@@ -131,12 +219,24 @@ class WeightDecay:
     other: float = 0.0
     decoupled: bool = False
 
+    def __post_init__(self) -> None:
+        self._kernels: set | None = None
+
+    def bind(self, net: keras.Model) -> WeightDecay:
+        """Take the ``kernel`` group from ``net`` (:func:`torch_4d_weights`)."""
+        self._kernels = {_latent(v).ref() for v in torch_4d_weights(net)}
+        return self
+
     @property
     def active(self) -> bool:
         return self.kernel > 0 or self.other > 0
 
     def rate(self, variable: tf.Variable) -> float:
-        return self.kernel if is_conv_kernel(variable) else self.other
+        if self._kernels is None:
+            in_group = variable.shape.rank == 4
+        else:
+            in_group = _latent(variable).ref() in self._kernels
+        return self.kernel if in_group else self.other
 
     def add_l2(self, grads: list, variables: list) -> list:
         """Coupled L2: the gradients with ``lambda * w`` added (no-op if decoupled)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import TrainConfig
 
-META_KEYS = ("description", "reference", "paper", "notes")
+META_KEYS = ("description", "reference", "paper", "notes", "teacher_note")
 
 
 def load_recipe(path: str | Path, stage: int | None = None) -> dict:

@@ -41,11 +41,11 @@ from bnn_keras.training.callbacks import (
     CurvesPlot,
     EpochCheckpoint,
     StopOnNaN,
+    TemperatureSchedule,
     first_checkpoint_prefix,
 )
 from bnn_keras.training.config import TrainConfig
-from bnn_keras.training.optim import build_optimizer, weight_decay_from_config
-from bnn_keras.training.train_model import TrainingModel
+from bnn_keras.training.train_model import TrainingModel, build_trainer
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -97,20 +97,6 @@ def trim_history(history_csv: Path, epochs_done: int) -> None:
             if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) < epochs_done]
     if len(kept) != len(lines) - 1:
         atomic_write_text(history_csv, "".join(lines[:1] + kept))
-
-
-class _SmoothedSparseCE(keras.losses.Loss):
-    """Cross-entropy on integer labels with label smoothing (``eps`` spread uniformly)."""
-
-    def __init__(self, num_classes: int, smoothing: float, name: str = "smoothed_ce"):
-        super().__init__(name=name)
-        self.num_classes = num_classes
-        self.smoothing = smoothing
-
-    def call(self, y_true, y_pred):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
-        return keras.losses.categorical_crossentropy(
-            onehot, y_pred, from_logits=True, label_smoothing=self.smoothing)
 
 
 def _load_data(config: TrainConfig):
@@ -207,7 +193,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
             raise BnnError(f"cannot restore checkpoint {latest}: "
                            f"{str(err).splitlines()[0][:200]}") from None
         print(f"resuming {run_dir} after epoch {int(epoch.numpy())}", flush=True)
-    elif resume and config.stage == 2:
+    elif resume and config.init_from:
         from bnn_keras.training.two_step import init_from
 
         init_from(net, config.init_from, config.init_skip)  # killed before epoch 1 ended
@@ -226,6 +212,9 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
                                                   write_graph=False, profile_batch=0)]
     else:
         callbacks.append(checkpoint_cb)
+    if config.weight_temperature > 0:
+        callbacks.append(TemperatureSchedule(net, config.weight_temperature,
+                                             config.temperature_decay))
     if trainer.assistants:
         from bnn_keras.training.distill import TeacherSwitch
 
@@ -280,7 +269,7 @@ def _network(config: TrainConfig, dataset, resume: bool, run_dir: Path,
         from bnn_keras.training.two_step import set_real_weights
 
         set_real_weights(net)
-    if config.stage == 2 and not resume:
+    if config.init_from and not resume:
         from bnn_keras.training.two_step import init_from
 
         try:
@@ -298,17 +287,8 @@ def _network(config: TrainConfig, dataset, resume: bool, run_dir: Path,
 def _trainer(config: TrainConfig, dataset, net: keras.Model,
              steps_per_epoch: int) -> TrainingModel:
     teacher, assistants = _teachers(config, dataset)
-    trainer = TrainingModel(net, agc_clip=config.agc_clip, grad_clip_norm=config.grad_clip_norm,
-                            weight_decay=weight_decay_from_config(config), teacher=teacher,
-                            assistants=assistants, kd_weighting=config.kd_weighting)
-    loss = (_SmoothedSparseCE(dataset.num_classes, config.label_smoothing)
-            if config.label_smoothing else
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trainer.compile(
-        optimizer=build_optimizer(config, steps_per_epoch), loss=loss,
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return trainer
+    return build_trainer(config, net, dataset.num_classes, steps_per_epoch, teacher,
+                         assistants)
 
 
 def _export_run(net: keras.Model, dataset, run_dir: Path) -> dict:

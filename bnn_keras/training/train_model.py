@@ -9,8 +9,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.training.agc import adaptive_clip
+from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.distill import multi_teacher_loss
-from bnn_keras.training.optim import WeightDecay, current_learning_rate
+from bnn_keras.training.optim import (
+    WeightDecay,
+    build_optimizer,
+    current_learning_rate,
+    weight_decay_from_config,
+)
 
 
 class TrainingModel(keras.Model):
@@ -41,15 +47,18 @@ class TrainingModel(keras.Model):
                  agc_exclude: Sequence[str] = ("classifier",), *,
                  grad_clip_norm: float = 0.0, weight_decay: WeightDecay | None = None,
                  teacher: keras.Model | None = None,
-                 assistants: Sequence[keras.Model] = (), kd_weighting: str = "softmax_ce",
+                 assistants: Sequence[keras.Model] = (),
+                 kd_weighting: str = "batch_softmax_ce",
                  **kwargs):
         super().__init__(**kwargs)
         self.net = net
         self.agc_clip = float(agc_clip)
         self.grad_clip_norm = float(grad_clip_norm)
-        self.weight_decay = weight_decay or WeightDecay()
+        self.weight_decay = (weight_decay or WeightDecay()).bind(net)
         excluded = [net.get_layer(n) for n in agc_exclude if n in {lay.name for lay in net.layers}]
         self._agc_excluded = {v.ref() for layer in excluded for v in layer.trainable_weights}
+        self._agc_per_element = {v.ref() for layer in net.layers if hasattr(layer, "gain")
+                                 for v in [layer.gain]}
         self.teacher = teacher
         self.assistants = list(assistants)
         self.kd_weighting = kd_weighting
@@ -66,7 +75,9 @@ class TrainingModel(keras.Model):
         if self.agc_clip <= 0:
             return grads
         keep = [v.ref() in self._agc_excluded for v in variables]
-        clipped = adaptive_clip(grads, variables, self.agc_clip)
+        clipped = adaptive_clip(grads, variables, self.agc_clip,
+                                elementwise=[v.ref() in self._agc_per_element
+                                             for v in variables])
         return [g if k else c for g, c, k in zip(grads, clipped, keep)]
 
     def teacher_logits(self, x: tf.Tensor) -> list[tf.Tensor]:
@@ -123,3 +134,33 @@ class TrainingModel(keras.Model):
         self.compiled_loss(y, logits, regularization_losses=self.losses)
         self.compiled_metrics.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics if m is not self.kd_loss_tracker}
+
+
+class SmoothedSparseCE(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing: the target is
+    ``(1 - eps) * onehot + eps / classes``, as the official ``CrossEntropyLabelSmooth``."""
+
+    def __init__(self, num_classes: int, smoothing: float, name: str = "smoothed_ce"):
+        super().__init__(name=name)
+        self.num_classes = num_classes
+        self.smoothing = smoothing
+
+    def call(self, y_true, y_pred):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
+        return keras.losses.categorical_crossentropy(
+            onehot, y_pred, from_logits=True, label_smoothing=self.smoothing)
+
+
+def build_trainer(config: TrainConfig, net: keras.Model, num_classes: int,
+                  steps_per_epoch: int, teacher: keras.Model | None = None,
+                  assistants: Sequence[keras.Model] = ()) -> TrainingModel:
+    """The compiled :class:`TrainingModel` of a run: ``config``'s clipping, weight decay,
+    distillation, loss and optimizer around ``net``."""
+    trainer = TrainingModel(net, agc_clip=config.agc_clip, grad_clip_norm=config.grad_clip_norm,
+                            weight_decay=weight_decay_from_config(config), teacher=teacher,
+                            assistants=assistants, kd_weighting=config.kd_weighting)
+    loss = (SmoothedSparseCE(num_classes, config.label_smoothing) if config.label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=loss,
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return trainer
