@@ -60,8 +60,17 @@ def test_recipe_values_and_errors(tmp_path):
     assert (bnext["optimizer"], bnext["weight_decay"], bnext["kernel_weight_decay"],
             bnext["grad_clip_norm"], bnext["augment"]) == ("adamw", 1e-3, 1e-8, 5.0,
                                                            "randaugment")
+    assert (bnext["eval_crop_pct"], bnext["eval_interpolation"]) == (0.95, "bicubic")
     stage1 = load_recipe("zoo/recipes/reactnet_a_bf_imagenet.json", 1)
     assert stage1["kernel_weight_decay"] == 1e-5 and stage1["stage"] == 1
+    for name in ("reactnet_a_bf", "reactnet_a_bn", "reactnet_a_none", "birealnet_18"):
+        raw = json.loads(Path(f"zoo/recipes/{name}_imagenet.json").read_text())
+        assert raw["config"]["lighting"] == 0.1 and "train.py:1" in raw["reference"], name
+    assert TrainConfig().lighting == 0.0 and TrainConfig().eval_crop_pct == 0.875
+    with pytest.raises(BnnError, match="eval_crop_pct"):
+        TrainConfig(eval_crop_pct=0.0)
+    with pytest.raises(BnnError, match="eval_interpolation"):
+        TrainConfig(eval_interpolation="nearest")
     with pytest.raises(BnnError, match="--stage"):
         load_recipe("zoo/recipes/reactnet_a_bf_imagenet.json")
     with pytest.raises(BnnError, match="stage 2 starts from stage 1"):
@@ -93,6 +102,12 @@ def test_cli_flags_override_the_recipe(monkeypatch, capsys):
     assert (config.model, config.variant, config.epochs, config.weight_decay) == (
         "bnext_tiny", "bf", 2, 0.5)
     assert config.optimizer == "adamw" and config.grad_clip_norm == 5.0  # from the recipe
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "zoo/recipes/bnext_tiny_imagenet.json", "--lighting", "0.2",
+              "--eval-crop-pct", "0.9"])
+    config = seen["config"]
+    assert (config.lighting, config.eval_crop_pct, config.eval_interpolation) == (
+        0.2, 0.9, "bicubic")
     with pytest.raises(SystemExit):
         main(["train"])
     assert seen["config"] == TrainConfig()  # no recipe, no flags: the old defaults

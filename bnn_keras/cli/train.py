@@ -8,6 +8,7 @@ import click
 
 from bnn_keras.training.config import (
     AUGMENTS,
+    INTERPOLATIONS,
     KD_WEIGHTINGS,
     OPTIMIZERS,
     SCHEDULES,
@@ -86,6 +87,15 @@ _NONNEG = click.FloatRange(min=0)
               help="Input size; 0 is the dataset's own (32 for CIFAR, 224 for ImageNet).")
 @click.option("--augment", type=click.Choice(AUGMENTS), default=None,
               help=f"Training augmentation; randaugment adds RandAugment. {_d('augment')}")
+@click.option("--lighting", type=_NONNEG, default=None,
+              help=f"PCA colour noise std on the training crops (0.1 in ReActNet, BNN_NoBN, "
+                   f"Bi-Real Net). {_d('lighting')}")
+@click.option("--eval-crop-pct", "eval_crop_pct", type=click.FloatRange(0, 1, min_open=True),
+              default=None, help=f"Evaluation: resize the shorter side to int(size / "
+                                 f"crop_pct), then centre-crop. {_d('eval_crop_pct')}")
+@click.option("--eval-interpolation", "eval_interpolation", type=click.Choice(INTERPOLATIONS),
+              default=None, help=f"Evaluation resize; bicubic is PIL's, as timm (BNext). "
+                                 f"{_d('eval_interpolation')}")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=_d("epochs"))
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help=_d("batch_size"))
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,

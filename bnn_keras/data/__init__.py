@@ -51,7 +51,9 @@ def load(name: str = "digits", batch_size: int = 64, seed: int = 0, **kwargs) ->
 
     Keyword options (ignored where they do not apply): ``data_dir`` and ``manual_dir``
     (tfds), ``image_size`` (0: the set's default), ``augment`` (``default``,
-    ``randaugment``, ``none``) and ``randaugment`` (``(layers, magnitude, std)``).
+    ``randaugment``, ``none``), ``randaugment`` (``(layers, magnitude, std)``), ``lighting``
+    (PCA colour noise std), ``eval_crop_pct`` and ``eval_interpolation`` (the ImageNet-style
+    evaluation resize; see :mod:`bnn_keras.data.images`).
 
     Example:
         ```python

@@ -4,10 +4,14 @@
   test unchanged. Normalised with the set's own channel mean and std.
 * ``imagenet2012`` / ``imagenette`` and ``folder:PATH``: train with a random-resized crop to
   ``image_size`` (224) of 8%-100% of the area and a flip; evaluate with the shorter side
-  resized to ``image_size * 8 / 7`` (256) and a centre crop. ImageNet mean and std.
+  resized to ``int(image_size / eval_crop_pct)`` (256 at the default 0.875; BNext's timm
+  evaluation uses 0.95 with ``eval_interpolation="bicubic"``) and a centre crop. ImageNet
+  mean and std.
   ``imagenet2012`` reads the archives you downloaded from ``manual_dir`` (tfds' manual
   download); every tfds set is prepared in, or read from, ``data_dir``.
 * ``augment="randaugment"`` adds RandAugment (BNext's ``rand-m7-mstd0.5``) after the crop.
+* ``lighting=0.1`` adds AlexNet's PCA colour noise after the crop, on the uint8 crop before
+  the flip, as ReActNet, BNN_NoBN and Bi-Real Net train on ImageNet.
 
 Nothing here downloads unless tfds has to prepare a set; without internet that fails with
 a one-line :class:`~bnn_keras.errors.BnnError` naming ``--data-dir``.
@@ -58,10 +62,32 @@ def _check_augment(augment: str) -> None:
         raise BnnError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTS)}")
 
 
+def _check_lighting(lighting: float) -> None:
+    if not lighting >= 0:
+        raise BnnError(f"lighting (PCA noise std) must be >= 0, got {lighting}")
+
+
+def _check_eval(crop_pct: float, interpolation: str) -> None:
+    if not 0 < crop_pct <= 1:
+        raise BnnError(f"eval crop_pct must be in (0, 1], got {crop_pct}")
+    if interpolation not in aug.INTERPOLATIONS:
+        raise BnnError(f"unknown eval interpolation {interpolation!r}; choose from "
+                       f"{', '.join(aug.INTERPOLATIONS)}")
+
+
 def train_transform(style: str, size: int, mean, std, augment: str = "default",
-                    randaugment: tuple[int, float, float] = (2, 7.0, 0.5)):
-    """The per-example training transform ``image uint8 (H, W, 3) -> float32 normalised``."""
+                    randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
+                    lighting: float = 0.0):
+    """The per-example training transform ``image uint8 (H, W, 3) -> float32 normalised``.
+
+    ``lighting`` > 0 applies :func:`~bnn_keras.data.augment.lighting` with that standard
+    deviation where the official ImageNet pipelines do (``RandomResizedCrop``, ``Lighting``,
+    ``RandomHorizontalFlip``, ``ToTensor``): to the crop as uint8, before the flip. It is
+    off with ``augment="none"``.
+    """
     _check_augment(augment)
+    _check_lighting(lighting)
+    lighting = lighting if augment != "none" else 0.0
 
     def transform(image):
         image = tf.cast(image, tf.float32)
@@ -69,10 +95,15 @@ def train_transform(style: str, size: int, mean, std, augment: str = "default",
             image = tf.image.resize(image, (size, size)) if image.shape[0] != size else image
             if augment != "none":
                 image = aug.pad_crop_flip(image)
+            if lighting:
+                image = tf.cast(aug.lighting(aug.to_uint8(image), lighting), tf.float32)
         elif augment == "none":
-            image = aug.resize_center_crop(image, size, round(size * 8 / 7))
+            image = aug.resize_center_crop(image, size, aug.eval_resize_size(size))
         else:
-            image = aug.random_resized_crop(image, size)
+            image = aug.random_resized_crop(image, size, flip=not lighting)
+            if lighting:
+                image = tf.cast(aug.lighting(aug.to_uint8(image), lighting), tf.float32)
+                image = tf.image.random_flip_left_right(image)
         if augment == "randaugment":
             image = aug.rand_augment(image, *randaugment)
         image = tf.ensure_shape(image, (size, size, 3))
@@ -81,8 +112,12 @@ def train_transform(style: str, size: int, mean, std, augment: str = "default",
     return transform
 
 
-def eval_transform(style: str, size: int, mean, std):
-    """The evaluation transform (no randomness)."""
+def eval_transform(style: str, size: int, mean, std, crop_pct: float = aug.DEFAULT_CROP_PCT,
+                   interpolation: str = "bilinear"):
+    """The evaluation transform (no randomness). ImageNet style: the shorter side resized
+    to ``int(size / crop_pct)`` with ``interpolation`` (see
+    :func:`~bnn_keras.data.augment.resize_center_crop`), then the centre ``size`` square."""
+    _check_eval(crop_pct, interpolation)
 
     def transform(image):
         image = tf.cast(image, tf.float32)
@@ -90,16 +125,18 @@ def eval_transform(style: str, size: int, mean, std):
             if image.shape[0] != size:
                 image = tf.image.resize(image, (size, size))
         else:
-            image = aug.resize_center_crop(image, size, round(size * 8 / 7))
+            image = aug.resize_center_crop(image, size, aug.eval_resize_size(size, crop_pct),
+                                           interpolation)
         return aug.normalize(tf.ensure_shape(image, (size, size, 3)), mean, std)
 
     return transform
 
 
 def _pipelines(name, train, test, train_size, test_size, num_classes, class_names, spec_style,
-               size, mean, std, batch_size, seed, augment, randaugment) -> Dataset:
-    train_fn = train_transform(spec_style, size, mean, std, augment, randaugment)
-    test_fn = eval_transform(spec_style, size, mean, std)
+               size, mean, std, batch_size, seed, augment, randaugment, lighting,
+               eval_crop_pct, eval_interpolation) -> Dataset:
+    train_fn = train_transform(spec_style, size, mean, std, augment, randaugment, lighting)
+    test_fn = eval_transform(spec_style, size, mean, std, eval_crop_pct, eval_interpolation)
     shuffle = min(max(train_size, 1), 10_000)
     train = (train.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
              .map(lambda x, y: (train_fn(x), tf.cast(y, tf.int32)),
@@ -122,7 +159,9 @@ def _split_size(info, split: str, ds: tf.data.Dataset) -> int:
 
 def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str | None = None,
               manual_dir: str | None = None, image_size: int = 0, augment: str = "default",
-              randaugment: tuple[int, float, float] = (2, 7.0, 0.5)) -> Dataset:
+              randaugment: tuple[int, float, float] = (2, 7.0, 0.5), lighting: float = 0.0,
+              eval_crop_pct: float = aug.DEFAULT_CROP_PCT,
+              eval_interpolation: str = "bilinear") -> Dataset:
     """Load a tensorflow-datasets image set (see :data:`TFDS_SETS`) as a :class:`Dataset`.
 
     Args:
@@ -131,10 +170,16 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
         manual_dir: where the ImageNet archives are (tfds' manual download folder).
         image_size: output size; 0 keeps the set's default (32 or 224).
         augment: ``default`` (the papers'), ``randaugment`` (adds RandAugment) or ``none``.
+        lighting: PCA colour noise standard deviation (0: off; the official ImageNet
+            pipelines of ReActNet, BNN_NoBN and Bi-Real Net use 0.1).
+        eval_crop_pct, eval_interpolation: the ImageNet-style evaluation resize (see
+            :func:`eval_transform`); CIFAR ignores them.
     """
     import tensorflow_datasets as tfds
 
     _check_augment(augment)
+    _check_lighting(lighting)
+    _check_eval(eval_crop_pct, eval_interpolation)
     spec = TFDS_SETS[name]
     size = image_size or spec.size
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
@@ -158,7 +203,7 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
         info, spec.test_split, test)
     return _pipelines(name, train, test, train_size, test_size, int(label.num_classes),
                       label.names, spec.style, size, spec.mean, spec.std, batch_size, seed,
-                      augment, randaugment)
+                      augment, randaugment, lighting, eval_crop_pct, eval_interpolation)
 
 
 def _list_folder(root: Path, classes: list[str] | None = None):
@@ -189,13 +234,18 @@ def _decode(path):
 
 def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: int = 0,
                 augment: str = "default", randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
-                **_ignored) -> Dataset:
+                lighting: float = 0.0, eval_crop_pct: float = aug.DEFAULT_CROP_PCT,
+                eval_interpolation: str = "bilinear", **_ignored) -> Dataset:
     """An image folder ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg``.
 
     Classes are the sub-folder names in sorted order. Images are decoded to RGB and go
     through the ImageNet pipelines (random-resized crop for training, resize and centre
-    crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and std.
+    crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and std;
+    ``lighting``, ``eval_crop_pct`` and ``eval_interpolation`` as in :func:`load_tfds`.
     """
+    _check_augment(augment)
+    _check_lighting(lighting)
+    _check_eval(eval_crop_pct, eval_interpolation)
     root = Path(path)
     classes, train_paths, train_labels = _list_folder(root / "train")
     _, val_paths, val_labels = _list_folder(root / "val", classes)
@@ -208,4 +258,5 @@ def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: i
     return _pipelines(f"folder:{path}", files(train_paths, train_labels),
                       files(val_paths, val_labels), len(train_paths), len(val_paths),
                       len(classes), classes, "imagenet", size, aug.IMAGENET_MEAN,
-                      aug.IMAGENET_STD, batch_size, seed, augment, randaugment)
+                      aug.IMAGENET_STD, batch_size, seed, augment, randaugment, lighting,
+                      eval_crop_pct, eval_interpolation)

@@ -12,6 +12,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
 KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
 AUGMENTS = ("default", "randaugment", "none")
+INTERPOLATIONS = ("bilinear", "bicubic")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
@@ -47,6 +48,11 @@ class TrainConfig:
     ``larq_zoo:QuickNetLarge``) replaces the label loss by the distributional loss;
     ``assistants`` (BNext's consecutive KD) are switched at ``assistant_epochs``.
 
+    Data: ``lighting`` is the standard deviation of AlexNet's PCA colour noise on the
+    training crops (0: off); ``eval_crop_pct`` and ``eval_interpolation`` set the
+    ImageNet-style evaluation resize (shorter side ``int(size / eval_crop_pct)``, then the
+    centre crop; ``bicubic`` resizes with PIL as timm does). See :mod:`bnn_keras.data.images`.
+
     ``model_options`` go to :func:`bnn_keras.models.create` as keyword arguments (the
     family's architecture options: ``stem``, ``source``, ``binary_pad``, ...).
 
@@ -76,6 +82,9 @@ class TrainConfig:
     randaugment_layers: int = 2
     randaugment_magnitude: float = 7.0
     randaugment_magnitude_std: float = 0.5
+    lighting: float = 0.0  # PCA colour noise std (ReActNet / BNN_NoBN / Bi-Real: 0.1)
+    eval_crop_pct: float = 0.875  # evaluation: shorter side int(size / crop_pct), centre crop
+    eval_interpolation: str = "bilinear"  # or "bicubic" (PIL's, as timm; BNext)
     # optimiser and schedule
     optimizer: str = "adam"
     schedule: str = "linear"
@@ -117,16 +126,19 @@ class TrainConfig:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
-                              ("strategy", STRATEGIES)):
+                              ("strategy", STRATEGIES),
+                              ("eval_interpolation", INTERPOLATIONS)):
             if getattr(self, name) not in choices:
                 raise BnnError(f"{name} must be one of {', '.join(choices)}, "
                                f"got {getattr(self, name)!r}")
         for name in ("warmup_lr", "min_lr", "weight_decay", "kernel_weight_decay",
                      "grad_clip_norm", "ste_clip", "label_smoothing", "warmup_epochs",
                      "weight_temperature", "temperature_decay",
-                     "image_size"):
+                     "image_size", "lighting"):
             if getattr(self, name) < 0:
                 raise BnnError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.eval_crop_pct <= 1:
+            raise BnnError(f"eval_crop_pct must be in (0, 1], got {self.eval_crop_pct}")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise BnnError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs "
                            f"({self.epochs})")

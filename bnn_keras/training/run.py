@@ -107,7 +107,9 @@ def _load_data(config: TrainConfig):
         augment=None if config.augment == "default" else config.augment,
         randaugment=(config.randaugment_layers, config.randaugment_magnitude,
                      config.randaugment_magnitude_std) if config.augment == "randaugment"
-        else None)
+        else None,
+        lighting=config.lighting, eval_crop_pct=config.eval_crop_pct,
+        eval_interpolation=config.eval_interpolation)
 
 
 def _teachers(config: TrainConfig, dataset) -> tuple:
