@@ -102,9 +102,12 @@ def temperature_sign(w: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
     after every epoch, so the weights turn binary after about 150 epochs.)
     """
 
+    w = tf.convert_to_tensor(w)
+    t = tf.cast(tf.convert_to_tensor(temperature), w.dtype)  # read here: a tensor, not
+    # a variable the custom gradient would have to differentiate
+
     @tf.custom_gradient
     def quantize(w):
-        t = tf.cast(temperature, w.dtype)
         soft = tf.clip_by_value(w / tf.maximum(t, 1e-8), -1.0, 1.0)
         return tf.where(t < BINARY_TEMPERATURE, lq.math.sign(w), soft), lambda g: g
 

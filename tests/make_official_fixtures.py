@@ -19,7 +19,7 @@ statistics and outputs::
     python tests/make_official_fixtures.py --official ../official [--cases NAME,...]
 
 BNext's ``src/bnext.py`` imports torchinfo, einops and timm at the top but uses none of
-them; when they are not installed the script gives it empty stand-ins.
+them; when they are not installed (or do not import) the script gives it empty stand-ins.
 """
 
 from __future__ import annotations
@@ -109,9 +109,12 @@ def load_module(root: Path, file: str, name: str):
     if "bnext" in file:
         stubs = {"torchinfo": ["torchinfo"], "einops": ["einops"],
                  "timm": ["timm", "timm.models", "timm.models.layers"]}
-        for top, names in stubs.items():
-            if top in sys.modules or importlib.util.find_spec(top) is not None:
+        for names in stubs.values():
+            try:
+                importlib.import_module(names[-1])
                 continue
+            except Exception:  # noqa: BLE001 - missing, or too old for this Python
+                pass
             for stub in names:
                 module = sys.modules[stub] = types.ModuleType(stub)
                 for attr in ("summary", "rearrange", "trunc_normal_", "DropPath"):
@@ -136,10 +139,10 @@ def commit(root: Path) -> str:
 
 
 def seeded_network(root: Path, file: str, constructor: str, classes: int, size: int,
-                   module_name: str):
+                   module_name: str, calibrate: bool = True):
     """The official network of ``root/file`` built by ``constructor``, every tensor
-    :func:`seeded_tensor` of its key, BatchNorm statistics measured on digits images:
-    ``(net, shapes, measured)``."""
+    :func:`seeded_tensor` of its key, BatchNorm statistics measured on digits images
+    (``calibrate``) or PyTorch's initial ones: ``(net, shapes, measured)``."""
     import torch
 
     module = load_module(root, file, module_name)
@@ -153,7 +156,10 @@ def seeded_network(root: Path, file: str, constructor: str, classes: int, size: 
     calibration = digits(size)[2:2 + CALIBRATION_IMAGES]
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     measured = {}
-    if norms:
+    if norms and not calibrate:
+        for norm in norms:
+            norm.reset_running_stats()
+    elif norms:
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # cumulative average over the calibration batches

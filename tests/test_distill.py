@@ -50,13 +50,19 @@ def test_distribution_loss_gradient_is_student_only(rng):
 def test_multi_teacher_weighting_matches_numpy(rng):
     s = rng.normal(size=(6, 5)).astype(np.float32)
     ts = [rng.normal(0, 2, size=(6, 5)).astype(np.float32) for _ in range(2)]
-    loss, alpha = multi_teacher_loss(tf.constant(s), [tf.constant(t) for t in ts])
+    loss, alpha = multi_teacher_loss(tf.constant(s), [tf.constant(t) for t in ts],
+                                     "softmax_ce")
     ce = np.stack([np_soft_ce(s, t) for t in ts], -1)
     a = np_softmax(ce)
     np.testing.assert_allclose(alpha.numpy(), a, rtol=1e-5)
     np.testing.assert_allclose(loss.numpy(), ((a * ce).sum(-1) / 2).mean(), rtol=1e-5)
     # the teacher the student disagrees with more gets the larger weight, per sample
     assert np.all((alpha.numpy()[:, 0] > 0.5) == (ce[:, 0] > ce[:, 1]))
+    # BNext's own (the default): per-sample weights times each teacher's batch-mean loss
+    batch, ba = multi_teacher_loss(tf.constant(s), [tf.constant(t) for t in ts])
+    np.testing.assert_allclose(ba.numpy(), a, rtol=1e-5)
+    np.testing.assert_allclose(batch.numpy(), ((a * ce.mean(0)).sum(-1) / 2).mean(), rtol=1e-5)
+    assert not np.isclose(batch.numpy(), loss.numpy(), rtol=1e-3)
     uniform, ua = multi_teacher_loss(tf.constant(s), [tf.constant(t) for t in ts], "uniform")
     np.testing.assert_allclose(ua.numpy(), 0.5)
     np.testing.assert_allclose(uniform.numpy(), (ce.mean(-1) / 2).mean(), rtol=1e-5)

@@ -136,3 +136,29 @@ def test_bnext_temperature_and_zero_weights():
                              input_size=64)
     assert report.zero_binary_weights == 1
     assert "1 binary weights are exactly 0" in report.summary()
+
+
+def test_train_starts_from_the_imported_weights(tmp_path, capsys, state):
+    """A recipe's run from an imported checkpoint: its first-batch loss (training mode)
+    is the imported network's loss on that batch."""
+    import csv
+
+    import tf_keras as keras
+
+    from bnn_keras import data
+
+    net, _ = import_torch(state, input_size=32)
+    path = tmp_path / "imported.keras"
+    net.save(path)
+    code, _, err = run_main(
+        ["train", "--recipe", "zoo/recipes/reactnet_a_bf_imagenet.json", "--stage", "2",
+         "--init-from", path, "--dataset", "digits", "--model-option", "stem=imagenet",
+         "--teacher", "", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "16",
+         "--output", tmp_path, "--name", "from-import", "--no-export", "--quiet"], capsys)
+    assert code == 0, err
+    with open(tmp_path / "from-import" / "history.csv") as f:
+        first_loss = float(next(csv.DictReader(f))["loss"])
+    x, y = next(iter(data.load("digits", batch_size=16, seed=0).train))
+    expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        y, net(x, training=True))
+    assert first_loss == pytest.approx(float(expected), rel=1e-4)

@@ -55,13 +55,16 @@ def test_variants_differ_only_where_they_should():
     # 16 binary convs and the three binary-kernel downsample convs; the stem is real
     assert sum(isinstance(lay, ScaledStdQuantConv2D) for lay in bf.layers) == 16 + 3
     assert sum(isinstance(lay, ScaledStdConv2D) for lay in bf.layers) == 1
-    # the NF head: N(0, 0.01) for bf only; bn and none keep Keras's Glorot kernel
-    # (std sqrt(2 / (512 + 10)) = 0.062)
+    # the official heads are nn.Linear's default, U(+-1/sqrt(512)): std 1/sqrt(3 * 512) =
+    # 0.0255 in every variant; init="keras" keeps the NF head N(0, 0.01) for bf and
+    # Keras's Glorot (std sqrt(2 / (512 + 10)) = 0.062) for bn and none
     stds = {name: float(np.std(m.get_layer("classifier").kernel.numpy()))
             for name, m in [("bn", bn), ("none", none), ("bf", bf)]}
-    assert stds["bf"] == pytest.approx(0.01, rel=0.1)
-    assert stds["bn"] == pytest.approx(0.062, rel=0.1) and stds["none"] == pytest.approx(
-        0.062, rel=0.1)
+    assert stds == pytest.approx(dict.fromkeys(stds, 0.0255), rel=0.1)
+    keras_stds = {v: float(np.std(models.create("reactnet_18", v, 10, (32, 32, 3), init="keras")
+                                  .get_layer("classifier").kernel.numpy()))
+                  for v in ("bn", "bf")}
+    assert keras_stds == pytest.approx({"bn": 0.062, "bf": 0.01}, rel=0.1)
 
 
 def test_stem_follows_input_size():

@@ -8,7 +8,15 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
-from bnn_keras.quantizers import is_binarizing
+from bnn_keras.quantizers import BINARY_TEMPERATURE, TemperatureSign, is_binarizing
+
+
+def binary_temperature(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer``'s kernel quantizer is a :class:`TemperatureSign` whose temperature
+    has decayed below :data:`BINARY_TEMPERATURE`: its kernel is exactly ``sign(W)``."""
+    quantizer = getattr(layer, "kernel_quantizer", None)
+    return (isinstance(quantizer, TemperatureSign)
+            and float(quantizer.temperature.numpy()) < BINARY_TEMPERATURE)
 
 
 def binary_conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -134,11 +142,13 @@ def needs_whole_input(layer: keras.layers.Layer) -> bool:
 def _whole_input_weights(layer: keras.layers.Layer, weights: list[np.ndarray]
                          ) -> list[np.ndarray]:
     """``weights`` (kernel first, then per-output-channel vectors) of ``layer`` for its
-    :class:`WholeInputConv2D`: one kernel window per output position, each vector tiled."""
+    :class:`WholeInputConv2D`: one kernel window per output position, each vector tiled
+    (scalars, such as a BNext quantizer's temperature, stay as they are)."""
     height, width = (int(d) for d in layer.input_shape[1:3])
     kernel, *vectors = weights
     windows = [kernel[r:r + height, c:c + width] for r, c in _windows(layer)]
-    return [np.concatenate(windows, axis=-1), *(np.tile(v, len(windows)) for v in vectors)]
+    tiled = [np.tile(v, len(windows)) if np.ndim(v) else v for v in vectors]
+    return [np.concatenate(windows, axis=-1), *tiled]
 
 
 def fold_scales(model: keras.Model) -> keras.Model:
@@ -154,6 +164,10 @@ def fold_scales(model: keras.Model) -> keras.Model:
       left for the converter. Computed in the graph by the earlier straight-through
       quantizer, the kernel differed from +-s in the last bit of a few values, and LCE
       kept the conv in float (one of bnext_small ``bf``'s 31 binary convs did).
+    - Each BNext kernel quantizer whose temperature has decayed
+      (:func:`binary_temperature`) becomes ``ste_sign``, the same ``sign(W)`` without the
+      ``where`` on the temperature, which the converter did not fold for the 64 MB kernel
+      of a whole-input conv (below), leaving it in float.
     - Each zero-padded binary conv on an input smaller than its kernel
       (:func:`needs_whole_input`) becomes one unpadded conv over its whole input
       (:class:`WholeInputConv2D`), which LCE computes exactly.
@@ -161,7 +175,8 @@ def fold_scales(model: keras.Model) -> keras.Model:
     targets = {layer.name: layer for layer in foldable_biases(model)}
     ws_convs = {layer.name for layer in model.layers if isinstance(layer, ScaledStdQuantConv2D)}
     whole = {layer.name: layer for layer in model.layers if needs_whole_input(layer)}
-    if not targets and not ws_convs and not whole:
+    decayed = {layer.name for layer in model.layers if binary_temperature(layer)}
+    if not targets and not ws_convs and not whole and not decayed:
         return model
 
     def clone(layer):
@@ -171,6 +186,8 @@ def fold_scales(model: keras.Model) -> keras.Model:
                   and "class_name" in v else v for k, v in layer.get_config().items()}
         if layer.name in targets:
             config["scale"] = 1.0
+        if layer.name in decayed:
+            config["kernel_quantizer"] = "ste_sign"
         if layer.name in whole:
             grid = tuple(int(d) for d in layer.output_shape[1:3])
             config.update(kernel_size=tuple(int(d) for d in layer.input_shape[1:3]),
@@ -192,6 +209,9 @@ def fold_scales(model: keras.Model) -> keras.Model:
             signs, scale = src.binary_kernel_factors()
             bias = [src.bias.numpy()] if src.use_bias else []
             weights = [signs.numpy(), *bias, scale.numpy()]
+        elif src.name in decayed:
+            temperature = src.kernel_quantizer.temperature
+            weights = [w.numpy() for w in src.weights if w is not temperature]
         else:
             weights = src.get_weights()
         if src.name in targets:

@@ -133,7 +133,7 @@ def _dense(value: np.ndarray) -> np.ndarray:
     return value.reshape(value.shape[0], -1).T
 
 
-def _layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate: bool,
+def layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate: bool,
                    take) -> dict[str, np.ndarray]:
     """The values of ``layer``'s weights, by weight name, from the state dict (``take``
     returns one key's tensor and marks it used)."""
@@ -208,7 +208,7 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
         prefixes = layout.prefixes(layer.name)
         if prefixes is None:
             raise BnnError(f"layer {layer.name!r} has no {layout.repository} counterpart")
-        values = _layer_tensors(layer, prefixes, rotate, take)
+        values = layer_tensors(layer, prefixes, rotate, take)
         for variable in layer.weights:
             name = _weight_name(variable)
             if name not in values:
@@ -218,7 +218,7 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
                 raise BnnError(f"checkpoint tensor for {layer.name}/{name} ({prefixes[0]}) "
                                f"has shape {tuple(value.shape)}, the layer needs "
                                f"{tuple(target.shape)}")
-            target.assign(value)
+            target.assign(value.astype(target.dtype.as_numpy_dtype))
         if getattr(getattr(layer, "kernel_quantizer", None), "precision", None) == 1:
             report.zero_binary_weights += int(np.sum(values["kernel"] == 0))
         if float(values.get("temperature", 0.0)) >= BINARY_TEMPERATURE:

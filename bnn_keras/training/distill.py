@@ -46,10 +46,17 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 
 
+def loss_dtype(logits: tf.Tensor) -> tf.DType:
+    """What a loss is computed in: float32 for 16-bit logits (mixed precision), else the
+    logits' own type (float64 nets keep it)."""
+    return tf.float32 if logits.dtype in (tf.float16, tf.bfloat16) else logits.dtype
+
+
 def soft_cross_entropy(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
     """Per-sample ``-sum_c softmax(teacher) * log_softmax(student)``; teacher stopped."""
-    target = tf.stop_gradient(tf.nn.softmax(tf.cast(teacher_logits, tf.float32), axis=-1))
-    log_p = tf.nn.log_softmax(tf.cast(student_logits, tf.float32), axis=-1)
+    dtype = loss_dtype(student_logits)
+    target = tf.stop_gradient(tf.nn.softmax(tf.cast(teacher_logits, dtype), axis=-1))
+    log_p = tf.nn.log_softmax(tf.cast(student_logits, dtype), axis=-1)
     return -tf.reduce_sum(target * log_p, axis=-1)
 
 
