@@ -150,8 +150,9 @@ _NONNEG = click.FloatRange(min=0)
 @click.option("--seed", type=int, default=None, help=_d("seed"))
 @click.option("--deterministic", is_flag=True, default=None,
               help="TensorFlow op determinism: the same seed gives bit-identical weights "
-                   "(on the same machine and versions); input pipelines with random "
-                   "augmentation run serially, so it is slower.")
+                   "(on the same machine and versions). TensorFlow then runs input maps "
+                   "holding random ops serially; its speed cost on a real dataset is not "
+                   "measured.")
 @click.option("--resume", is_flag=True,
               help="Continue the newest run of this name that has a checkpoint, from its "
                    "newest checkpoint that loads (the folder and checkpoint used are "
