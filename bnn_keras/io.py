@@ -17,19 +17,63 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise a one-line :class:`BnnError` naming ``path`` unless a file can be written there
+    (missing folders are fine: the writers make them); nothing is left behind.
+
+    For checks before long work (a conversion) that ends in writing ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise BnnError(f"cannot write {path}: it is a directory")
+    folder = _nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise BnnError(f"cannot write {path}: {folder} is not a directory")
+    try:  # os.access says yes to root even on a read-only file system
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bnn-keras-check.")
+    except OSError as err:
+        raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written).
+
+    The file gets the mode a plain ``open()`` would give it (the umask applies), and a
+    failure is a one-line :class:`BnnError` naming ``path``, not the temporary file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _new_file_mode())  # mkstemp makes it 0600
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
         raise
     return path
 

@@ -1,5 +1,6 @@
 """The command line: bad input gets one line and a non-zero exit; runs resume."""
 
+import importlib
 import json
 import os
 import signal
@@ -168,3 +169,204 @@ def test_killed_run_resumes_losing_at_most_one_epoch(tmp_path):
     assert epochs[-1] == 2 and set(range(3)) <= set(epochs)
     assert np.isfinite(metrics["test_loss"])
     assert Path(tmp_path / "kill" / "model.keras").exists()
+
+
+TINY_TRAIN = ["--model", "tiny_reactnet", "--image-size", "8", "--steps-per-epoch", "2",
+              "--batch-size", "8", "--no-export", "--quiet"]
+
+
+def _train(capsys, output, *args):
+    """``bnn-keras train`` of the two-block reactnet in-process: (code, stdout, stderr)."""
+    from tests.tiny_models import NAME  # noqa: F401  (registers tiny_reactnet)
+
+    return run_main(["train", *TINY_TRAIN, "--output", output, *args], capsys)
+
+
+def _checkpoint_files(run):
+    return {p.relative_to(run): p.read_bytes() for p in (run / "checkpoints").rglob("ckpt-*")}
+
+
+def test_export_refuses_to_overwrite_its_input(capsys, tmp_path, monkeypatch):
+    convert_mod = importlib.import_module("bnn_keras.export.convert")  # not the function
+    monkeypatch.setattr(convert_mod, "convert", lambda *a, **k: pytest.fail("converted"))
+    model = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(model)
+    before = model.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for args in (["-o", "m.keras"], ["-o", str(tmp_path / "sub" / ".." / "m.keras")],
+                 ["--report", "./m.keras"], ["-o", "out.tflite", "--report", "out.tflite"]):
+        code, _, err = run_main(["export", "m.keras", *args], capsys)
+        assert_one_line_error(code, err, "same file")
+        assert model.read_bytes() == before
+        assert not (tmp_path / "out.tflite").exists()
+
+
+def test_export_checks_the_output_is_writable_first(capsys, tmp_path, monkeypatch):
+    convert_mod = importlib.import_module("bnn_keras.export.convert")  # not the function
+    monkeypatch.setattr(convert_mod, "convert", lambda *a, **k: pytest.fail("converted"))
+    model = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(model)
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    for args, path in ((["-o", blocker / "x.tflite"], blocker / "x.tflite"),
+                       (["--report", blocker / "r.json"], blocker / "r.json")):
+        code, _, err = run_main(["export", model, *args], capsys)
+        assert_one_line_error(code, err, f"cannot write {path}")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "/tmp/abs", "", "..", ".", "a\\b"])
+def test_run_name_is_one_path_component(name, capsys, tmp_path):
+    out = tmp_path / "runs"
+    code, _, err = _train(capsys, out, "--name", name, "--epochs", "1")
+    assert_one_line_error(code, err, "--name")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_recipe_run_name_is_checked(capsys, tmp_path):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"config": {"name": "../escape"}}))
+    code, _, err = _train(capsys, tmp_path / "runs", "--recipe", recipe, "--epochs", "1")
+    assert_one_line_error(code, err, "name")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_lr_must_be_finite(capsys, tmp_path):
+    code, _, err = _train(capsys, tmp_path / "runs", "--lr", "inf", "--epochs", "1")
+    assert_one_line_error(code, err, "learning rate must be finite")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nan_message_says_what_the_run_folder_holds(capsys, tmp_path):
+    # one step at a huge rate: the epoch's loss is finite, its validation loss is not
+    code, _, err = _train(capsys, tmp_path, "--lr", "1e38", "--steps-per-epoch", "1",
+                          "--epochs", "2", "--name", "nan")
+    assert_one_line_error(code, err, "NaN/inf in epoch 1")
+    run = tmp_path / "nan"
+    assert not (run / "checkpoints").exists()
+    assert "checkpoints" not in err and "no checkpoint" in err
+    assert "config.json" in err  # what the run folder does hold
+
+
+def test_resume_skips_corrupt_checkpoints_and_loses_nothing(capfd, tmp_path):
+    code, _, err = _train(capfd, tmp_path, "--epochs", "3", "--name", "c")
+    assert code == 0, err
+    run, ckpts = tmp_path / "c", tmp_path / "c" / "checkpoints"
+    history = (run / "history.csv").read_text()
+    data3 = ckpts / "ckpt-3.data-00000-of-00001"
+    data3.write_bytes(data3.read_bytes()[:100])  # truncated
+    index2 = ckpts / "ckpt-2.index"
+    index2.write_bytes(index2.read_bytes()[:-16] + b"\0" * 16)  # damaged (its footer)
+
+    # every checkpoint broken: one line, nothing touched
+    first = ckpts / "first" / "ckpt-1.data-00000-of-00001"
+    good_first = first.read_bytes()
+    first.write_bytes(good_first[:50])
+    broken = _checkpoint_files(run)
+    code, _, err = _train(capfd, tmp_path, "--name", "c", "--resume")
+    assert_one_line_error(code, err, "no checkpoint of")
+    assert _checkpoint_files(run) == broken and (run / "history.csv").read_text() == history
+
+    first.write_bytes(good_first)
+    code, out, err = _train(capfd, tmp_path, "--name", "c", "--resume")
+    assert code == 0, err[-2000:]
+    lines = out.splitlines()
+    assert any(line.startswith("skipped checkpoint ckpt-3") for line in lines), out
+    assert any(line.startswith("skipped checkpoint ckpt-2") for line in lines), out
+    assert any("from checkpoints/first/ckpt-1" in line and "after epoch 1" in line
+               for line in lines), out
+    # no TensorFlow warnings about the failed attempts (C++ logs go to the fd, not sys)
+    assert "Read less bytes" not in err and "DATA_LOSS" not in err and "ckpt-" not in err
+    # epochs 2 and 3 were trained again: the newer checkpoints were replaced by good ones
+    for prefix in ("ckpt-2", "ckpt-3", "first/ckpt-1"):
+        reader = tf.train.load_checkpoint(str(ckpts / prefix))
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    epochs = [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2]
+
+
+def test_history_rows_are_replaced_not_dropped(tmp_path):
+    from bnn_keras.training.callbacks import HistoryLog
+
+    csv_path = tmp_path / "history.csv"
+    csv_path.write_text("epoch,accuracy,loss\n0,0.1,2.0\n1,0.2,1.9\n2,0.3,1.8\n3,0.4,1.7\n")
+    log = HistoryLog(csv_path)
+    log.on_epoch_end(2, {"loss": 1.5, "accuracy": 0.35})  # a resumed run redoes epoch 3
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss"
+    assert rows[1:] == ["0,0.1,2.0", "1,0.2,1.9", "2,0.35,1.5", "3,0.4,1.7"]
+
+
+def test_resume_picks_the_newest_run_with_a_checkpoint(capsys, tmp_path):
+    code, _, err = _train(capsys, tmp_path, "--epochs", "1", "--name", "r")
+    assert code == 0, err
+    # a run that fails before any epoch, newer than r
+    code, _, err = _train(capsys, tmp_path, "--epochs", "1", "--name", "r",
+                          "--dataset", f"folder:{tmp_path / 'no-such-folder'}")
+    assert_one_line_error(code, err, "does not exist")
+    code, out, err = _train(capsys, tmp_path, "--epochs", "2", "--name", "r", "--resume")
+    assert code == 0, err
+    assert f"resuming {tmp_path / 'r'} after epoch 1" in out
+    assert "newest run named r with a checkpoint" in out
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"] == 2
+    # the exact folder, by path
+    code, out, err = _train(capsys, tmp_path, "--epochs", "3", "--resume-from", tmp_path / "r")
+    assert code == 0, err
+    assert f"resuming {tmp_path / 'r'} after epoch 2" in out
+    code, _, err = _train(capsys, tmp_path, "--resume-from", tmp_path / "no-run")
+    assert_one_line_error(code, err, "no-run")
+    code, out, _ = run_main(["train", "--help"], capsys)
+    assert "--resume-from" in out
+
+
+def test_ctrl_c_prints_the_resume_hint(capsys, monkeypatch):
+    import bnn_keras.training.run as run_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "train", interrupted)
+    code, _, err = run_main(["train", "--epochs", "1"], capsys)
+    assert code == 130
+    assert_one_line_error(code, err, "interrupted")
+    assert "--resume" in err
+
+
+def test_deterministic_flag_enables_op_determinism(monkeypatch):
+    from tensorflow.python.framework import config as tf_config
+
+    from bnn_keras.training import TrainConfig
+    from bnn_keras.training.run import seeded
+
+    assert TrainConfig(deterministic=True).to_dict()["deterministic"] is True
+    assert not tf_config.is_op_determinism_enabled()
+    with seeded(TrainConfig(deterministic=True)):
+        assert tf_config.is_op_determinism_enabled()
+    assert not tf_config.is_op_determinism_enabled()  # the process is left as it was
+    with seeded(TrainConfig()):
+        assert not tf_config.is_op_determinism_enabled()
+
+
+def test_deterministic_runs_are_bit_identical(tmp_path):
+    from bnn_keras.io import load_keras_model
+
+    env = {**os.environ, **TINY_ENV}
+    procs = [subprocess.Popen(_cli("train", *TINY_TRAIN, "--epochs", "1", "--deterministic",
+                                   "--output", tmp_path / f"out{i}", "--name", "det"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    runs = [tmp_path / f"out{i}" / "det" for i in range(2)]
+    assert all(json.loads((r / "config.json").read_text())["deterministic"] for r in runs)
+    a, b = (load_keras_model(r / "model.keras").get_weights() for r in runs)
+    assert len(a) == len(b) > 10
+    assert max(float(np.max(np.abs(x - y))) if x.size else 0.0 for x, y in zip(a, b)) == 0
+
+
+def test_bench_help_warns_that_proxycommand_runs_locally(capsys):
+    code, out, _ = run_main(["bench", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    assert "ProxyCommand" in text and "runs a local command" in text

@@ -38,3 +38,36 @@ def test_unknown_dataset_and_bad_batch():
         data.load("imagenet9000")
     with pytest.raises(BnnError, match="batch size"):
         data.load("digits", batch_size=0)
+
+
+def test_unprepared_tfds_set_fails_fast_without_touching_the_network(tmp_path, monkeypatch):
+    """cifar10 with an empty data folder: one line naming where the data goes, in seconds,
+    and no connection attempted (sockets are blocked and counted; tfds' GCS lookup too)."""
+    import socket
+    import time
+
+    from tensorflow_datasets.core.utils import gcs_utils
+
+    attempts = []
+
+    def blocked(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", blocked)
+    monkeypatch.setattr(socket, "create_connection", blocked)
+    monkeypatch.setattr(socket.socket, "connect", blocked)
+    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", True)
+    monkeypatch.setattr(gcs_utils, "is_dataset_on_gcs", lambda *a: blocked(*a) and False)
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    start = time.time()
+    with pytest.raises(BnnError) as info:
+        data.load("cifar10", data_dir=str(empty))
+    assert time.time() - start < 30
+    message = str(info.value)
+    assert "\n" not in message and str(empty) in message and "tfds build cifar10" in message
+    with pytest.raises(BnnError, match="--manual-dir"):
+        data.load("imagenet2012", data_dir=str(empty))
+    assert attempts == []
+    assert not list(empty.rglob("*.tar*")) and not (empty / "downloads").exists()

@@ -12,9 +12,15 @@ from bnn_keras.errors import BnnError
 
 @pytest.fixture(scope="module")
 def mock_tfds():
+    """tfds' fake data, standing in for sets prepared on disk."""
+    from unittest import mock
+
     import tensorflow_datasets as tfds
 
-    with tfds.testing.mock_data(num_examples=6):
+    from bnn_keras.data import images
+
+    with tfds.testing.mock_data(num_examples=6), \
+            mock.patch.object(images, "is_prepared", lambda builder: True):
         yield
 
 
@@ -248,3 +254,27 @@ def test_pipeline_options(mock_tfds, tmp_path):
         data.load(f"folder:{root}", eval_interpolation="lanczos")
     with pytest.raises(BnnError, match="crop_pct"):
         data.load(f"folder:{root}", eval_crop_pct=1.5)
+
+
+def test_image_folder_names_unreadable_files(tmp_path):
+    import io
+
+    root = _write_folder(tmp_path / "pets")
+    (root / "train" / "cat" / "notes.jpg").write_text("<html>not an image</html>")
+    good = (root / "val" / "dog" / "1.png").read_bytes()
+    (root / "val" / "dog" / "cut.png").write_bytes(good[: len(good) // 2])
+    (root / "train" / "eel" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(BnnError) as info:
+        data.load(f"folder:{root}", batch_size=4, image_size=24)
+    message = str(info.value)
+    assert "\n" not in message and "3 files" in message
+    for name in ("notes.jpg", "cut.png", "empty.jpg"):
+        assert name in message
+    # a JPEG with bytes after its end marker (some cameras append data) is fine
+    for bad in ("train/cat/notes.jpg", "val/dog/cut.png", "train/eel/empty.jpg"):
+        (root / bad).unlink()
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(buf, "JPEG")
+    (root / "train" / "cat" / "tail.jpg").write_bytes(buf.getvalue() + b"SEFT trailer data")
+    ds = data.load(f"folder:{root}", batch_size=4, image_size=24)
+    assert ds.train_size == 10

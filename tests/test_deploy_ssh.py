@@ -5,6 +5,7 @@ authorized_keys and a generated client key; a stand-in for lce_benchmark_model t
 prints the documented output; and deploy/lce_bench_runner.py on this Python.
 """
 
+import contextlib
 import getpass
 import json
 import os
@@ -77,15 +78,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    """A running sshd; yields the CLI options that reach it."""
+@contextlib.contextmanager
+def _sshd(root: Path, sftp: bool = True):
+    """A running sshd on 127.0.0.1 (with the sftp subsystem or without, as some boards'
+    dropbear or minimal OpenSSH are); yields the CLI options that reach it."""
     if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
         try:  # sshd as root insists on its privilege-separation directory
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         except OSError as err:
             pytest.skip(f"sshd needs /run/sshd, which cannot be created: {err}")
-    root = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
                         "-f", str(root / name)], check=True)
@@ -97,7 +98,7 @@ def board(tmp_path_factory):
              "PubkeyAuthentication yes", "PasswordAuthentication no",
              "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
              "PermitRootLogin prohibit-password", "MaxStartups 50"]
-    if SFTP_SERVER:
+    if sftp and SFTP_SERVER:
         lines.append(f"Subsystem sftp {SFTP_SERVER}")
     config.write_text("\n".join(lines) + "\n")
     log = open(root / "sshd.log", "w")
@@ -127,6 +128,20 @@ def board(tmp_path_factory):
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """A running sshd; yields the CLI options that reach it."""
+    with _sshd(tmp_path_factory.mktemp("sshd")) as options:
+        yield options
+
+
+@pytest.fixture(scope="module")
+def board_without_sftp(tmp_path_factory):
+    """A running sshd with no sftp subsystem (scp's default protocol since OpenSSH 9.0)."""
+    with _sshd(tmp_path_factory.mktemp("sshd-nosftp"), sftp=False) as options:
+        yield options
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +312,49 @@ def test_bad_files_fail_before_connecting(tiny, tmp_path, capsys):
     assert_one_line_error(code, err, "--binary needs --ssh")
     code, _, err = run_main(["bench", not_model, "--threads", "1,x"], capsys)
     assert_one_line_error(code, err, "--threads")
+
+
+def test_copy_to_a_board_without_sftp(board_without_sftp, tiny, tmp_path, capsys):
+    tool = _stand_in(tmp_path / "bin")
+    code, out, err = run_main(["bench", tiny[1], *board_without_sftp["options"], "--binary",
+                               tool, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["avg_ms"] == 80.0
+    graph = (tool.parent / "calls.log").read_text().split()[0].split("=", 1)[1]
+    assert graph.endswith("/model-0.tflite")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_timeout_kills_the_remote_command(board, tiny, tmp_path, capsys):
+    """A benchmark that hangs on the board: after --timeout the remote tool and its
+    children are gone, not left running there."""
+    tool = tmp_path / "bin" / "lce_benchmark_model"
+    tool.parent.mkdir()
+    pids = tmp_path / "bin" / "pids"
+    tool.write_text(f"#!/bin/sh\nsleep 300 &\necho $$ $! > {pids}\nwait\n")
+    tool.chmod(0o755)
+    start = time.time()
+    try:
+        code, _, err = run_main(["bench", tiny[1], *board["options"], "--binary", tool,
+                                 "--timeout", "3"], capsys)
+        assert_one_line_error(code, err, "timed out after 3 s")
+        assert time.time() - start < 60
+        running = [int(p) for p in pids.read_text().split()]
+        deadline = time.time() + 15
+        while any(map(_alive, running)) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, running)), "the remote benchmark is still running"
+    finally:
+        for pid in (pids.read_text().split() if pids.exists() else []):
+            try:
+                os.kill(int(pid), 9)
+            except OSError:
+                pass

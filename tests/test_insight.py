@@ -153,3 +153,24 @@ def test_bad_input(tmp_path, capsys):
     tiny_model((16, 16, 3)).save(small)
     code, _, err = run_main(["eval", str(small), "--limit", "8"], capsys)
     assert_one_line_error(code, err, "expects (16, 16, 3)")
+
+
+def test_eval_warns_when_class_counts_differ(tmp_path, capsys):
+    x = keras.Input((32, 32, 3))
+    model = keras.Model(x, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "four.keras")
+    code, out, err = run_main(["eval", str(tmp_path / "four.keras"), "--limit", "8"], capsys)
+    assert code == 0, err
+    assert "top-1" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ")
+    assert "4 classes" in lines[0] and "10 classes" in lines[0]
+    code, out, err = run_main(["eval", str(tmp_path / "four.keras"), "--limit", "8", "--json"],
+                              capsys)
+    assert json.loads(out)["model_classes"] == 4 and json.loads(out)["dataset_classes"] == 10
+
+
+def test_landscape_points_must_be_odd(run_dir, capsys):
+    code, _, err = run_main(["landscape", str(run_dir), "--points", "4"], capsys)
+    assert_one_line_error(code, err, "odd")
+    assert not (run_dir / "landscape").exists()

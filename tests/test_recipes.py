@@ -208,3 +208,27 @@ def _tiny_bnn():
                               kernel_constraint="weight_clip", name="bconv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(2, name="classifier")(x))
+
+
+@pytest.mark.parametrize("key,value", [
+    ("init_skip", "conv"), ("epochs", "10"), ("epochs", 2.5), ("epochs", True),
+    ("sync_bn", 1), ("learning_rate", "0.1"), ("assistant_epochs", [1, "2"]),
+    ("assistants", ["a", 3]), ("model_options", []), ("name", 5), ("seed", None),
+])
+def test_recipe_value_types_are_checked(key, value, tmp_path):
+    recipe = tmp_path / "typed.json"
+    recipe.write_text(json.dumps({"config": {key: value}}))
+    with pytest.raises(BnnError, match=f"recipe {recipe}: {key} must be"):
+        load_recipe(recipe)
+    recipe.write_text(json.dumps({"config": {}, "stages": {"1": {key: value}}}))
+    with pytest.raises(BnnError, match=f"recipe {recipe}: {key} must be"):
+        load_recipe(recipe, 1)
+
+
+def test_recipe_numbers_may_be_ints_where_floats_are_expected(tmp_path):
+    recipe = tmp_path / "ok.json"
+    recipe.write_text(json.dumps({"config": {"learning_rate": 1, "init_skip": ["conv"],
+                                             "assistant_epochs": [], "sync_bn": False,
+                                             "model_options": {"stem": "imagenet"}}}))
+    values = load_recipe(recipe)
+    assert values["learning_rate"] == 1 and values["init_skip"] == ["conv"]

@@ -5,6 +5,11 @@ each argument reaches the remote shell as one single-quoted word: no path or opt
 value can inject a command. Models are copied under fixed names (``model-0.tflite``,
 ...) into a directory made by ``mktemp -d`` on the board and removed afterwards, so
 local file names never reach the remote shell at all.
+
+A benchmark run records its process group on the board and, when it exceeds its time
+limit, the whole group is killed there (closing the local ``ssh`` alone would leave the
+tool running on the board). A board whose sshd has no sftp subsystem (which ``scp`` uses
+by default since OpenSSH 9.0) gets its files streamed through ``ssh`` and ``cat``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ DEFAULT_BINARY = "lce_benchmark_model"
 RUNNER_SCRIPT = Path(__file__).resolve().with_name("board_runner.py")
 _TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._:%\[\]-]+)$")
 _SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
+# $1: where to write the process group; the rest: the command, exec'ed in this group (sshd
+# starts every session in a group of its own; field 5 of /proc/PID/stat is its id)
+_IN_GROUP = ('f=$1; shift; g=$(cut -d" " -f5 "/proc/$$/stat" 2>/dev/null); '
+             'echo "${g:-$$}" > "$f"; exec "$@"')
+_KILL_GROUP = ('g=$(cat "$1" 2>/dev/null) || exit 0; kill -TERM -"$g" 2>/dev/null; sleep 1; '
+               'kill -KILL -"$g" 2>/dev/null; exit 0')
 
 
 def runner_script() -> Path:
@@ -98,17 +109,23 @@ class SshTarget:
                 str(local.resolve()), f"{self.scp_host}:{remote_path}"]
 
 
-def _run(argv: list[str], timeout: float, what: str, target: SshTarget,
-         ) -> subprocess.CompletedProcess:
+class RemoteTimeout(BnnError):
+    """A remote command ran past its time limit."""
+
+
+def _run(argv: list[str], timeout: float, what: str, target: SshTarget, stdin=None,
+         status_255_unreachable: bool = True) -> subprocess.CompletedProcess:
+    """Run ``argv`` (ssh or scp); exit status 255 is ssh's "cannot connect" unless
+    ``status_255_unreachable`` is false (scp exits 255 for a missing sftp subsystem too)."""
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+        proc = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, capture_output=True,
                               text=True, errors="replace", timeout=timeout)
     except FileNotFoundError:
         raise BnnError(f"'{argv[0]}' is not installed here (install openssh-client)") from None
     except subprocess.TimeoutExpired:
-        raise BnnError(f"{what} on {target.destination} timed out after {timeout:.0f} s"
-                       ) from None
-    if proc.returncode == 255:
+        raise RemoteTimeout(f"{what} on {target.destination} timed out after {timeout:.0f} s"
+                            ) from None
+    if proc.returncode == 255 and status_255_unreachable:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else "ssh exited with status 255"
         raise BnnError(f"cannot reach {target.destination} port {target.port} over SSH: "
@@ -142,6 +159,7 @@ class RemoteSession:
         self.remote_dir: str | None = None
         self._master: subprocess.Popen | None = None
         self._control_dir: str | None = None
+        self._runs = 0
 
     def _start_master(self) -> None:
         t = self.target
@@ -190,6 +208,22 @@ class RemoteSession:
         """Run the argument list ``remote`` on the board."""
         return _run(self.target.ssh_argv(remote), timeout or self.timeout, what, self.target)
 
+    def run_killable(self, remote: Sequence[str], *, what: str = "remote command",
+                     ) -> subprocess.CompletedProcess:
+        """Like :meth:`run`, but past the time limit the command's whole process group is
+        killed on the board (its children too) before the timeout error is raised."""
+        self._runs += 1
+        group_file = f"{self.remote_dir}/group-{self._runs}"
+        try:
+            return self.run(["sh", "-c", _IN_GROUP, "sh", group_file, *remote], what=what)
+        except RemoteTimeout:
+            try:
+                self.run(["sh", "-c", _KILL_GROUP, "sh", group_file], timeout=60,
+                         what="stopping the timed-out benchmark")
+            except BnnError:
+                pass  # the timeout is the error to report
+            raise
+
     def __enter__(self) -> RemoteSession:
         try:
             self._start_master()
@@ -225,10 +259,16 @@ class RemoteSession:
             raise ValueError(f"unsafe remote name {name!r}")
         remote = f"{self.remote_dir}/{name}"
         proc = _run(self.target.scp_argv(Path(local), remote), self.timeout, "copying",
-                    self.target)
-        if proc.returncode != 0:
-            err = (proc.stderr.strip().splitlines() or ["scp failed"])[-1]
-            raise BnnError(f"cannot copy {local} to {self.target.destination}: {err[:200]}")
+                    self.target, status_255_unreachable=False)
+        if proc.returncode != 0:  # e.g. no sftp subsystem on the board: stream it instead
+            scp_error = (proc.stderr.strip().splitlines() or ["scp failed"])[-1]
+            with open(local, "rb") as f:
+                proc = _run(self.target.ssh_argv(["sh", "-c", 'cat > "$1"', "sh", remote]),
+                            self.timeout, "copying", self.target, stdin=f)
+            if proc.returncode != 0:
+                err = (proc.stderr.strip().splitlines() or ["cat failed"])[-1]
+                raise BnnError(f"cannot copy {local} to {self.target.destination}: scp: "
+                               f"{scp_error[:150]}; ssh and cat: {err[:150]}")
         return remote
 
     def find_runner(self, binary: str | None, python: str, runner: str) -> tuple[str, list[str]]:
@@ -311,7 +351,7 @@ def benchmark_over_ssh(target: SshTarget, models: Sequence[str | Path], *,
                     f"--use_indirect_bgemm={'true' if use_indirect_bgemm else 'false'}"]
             if xnnpack:
                 argv.append("--use_xnnpack=true")
-            proc = session.run(argv, what=f"benchmarking {model}")
+            proc = session.run_killable(argv, what=f"benchmarking {model}")
             text = proc.stdout + "\n" + proc.stderr
             try:
                 output = parse_benchmark_output(text)

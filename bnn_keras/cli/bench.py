@@ -54,7 +54,9 @@ def _keras_beside(tflite: Path, explicit: str | None):
 @click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
               help="known_hosts file to use (new host keys are accepted and recorded).")
 @click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
-              help="Extra ssh -o option (repeatable).")
+              help="Extra ssh -o option (repeatable). Note: by ssh's design, "
+                   "ProxyCommand=... (and LocalCommand) runs a local command on this "
+                   "machine: pass only options you would type yourself.")
 @click.option("--connect-timeout", type=click.FloatRange(min=1), default=10.0,
               show_default=True, help="Seconds to wait for the SSH connection.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
@@ -93,6 +95,11 @@ def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, ke
             if value:
                 raise click.UsageError(f"{name} needs --ssh")
     sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
+    if not ssh_target:  # the interpreter runs in this process: a crash must not kill it
+        from bnn_keras.export.convert import probe_in_subprocess
+
+        for path in model_paths:
+            probe_in_subprocess(path)
 
     with tempfile.TemporaryDirectory(prefix="bnn-keras-bench-") as tmp:
         floats = {}

@@ -9,6 +9,9 @@ import click
 
 from bnn_keras.errors import BnnError
 
+INTERRUPTED = ("interrupted (a training run continues with `bnn-keras train --resume`, or "
+               "`--resume-from RUN_DIR` for one folder)")
+
 
 def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     """Run ``group``; print bad input as ``error: ...`` (exit 1, usage errors exit 2).
@@ -17,8 +20,10 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     """
     try:
         group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+    except click.exceptions.Abort as err:
+        # click turns Ctrl-C into Abort: it still gets the hint
+        interrupted = isinstance(err.__cause__ or err.__context__, KeyboardInterrupt)
+        click.echo(f"error: {INTERRUPTED if interrupted else 'aborted'}", err=True)
         sys.exit(130)
     except click.ClickException as err:
         click.echo(f"error: {err.format_message()}", err=True)
@@ -27,7 +32,7 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("error: interrupted (a run resumes with --resume)", err=True)
+        click.echo(f"error: {INTERRUPTED}", err=True)
         sys.exit(130)
     except Exception as err:  # noqa: BLE001
         if os.environ.get("BNN_KERAS_DEBUG"):

@@ -22,6 +22,18 @@ def _int8_range(ctx, param, value):
     return low, high
 
 
+def _check_distinct(model_path: str, output: str, report_path: str) -> None:
+    """One-line error when an output would overwrite the input or the other output."""
+    from bnn_keras.errors import BnnError
+
+    seen = {Path(model_path).resolve(): f"the input {model_path}"}
+    for flag, path in (("--output", output), ("--report", report_path)):
+        other = seen.setdefault(Path(path).resolve(), f"{flag} {path}")
+        if other != f"{flag} {path}":
+            raise BnnError(f"{flag} {path} is the same file as {other}: choose another path "
+                           "(nothing was written)")
+
+
 @click.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -54,11 +66,15 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export.report import INT8_WARNING, export_with_report
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.export.report import INT8_WARNING, default_report_path, export_with_report
+    from bnn_keras.io import check_writable, load_keras_model
 
     model = load_keras_model(model_path)
     output = output or str(Path(model_path).with_suffix(".tflite"))
+    report_path = report_path or str(default_report_path(output))
+    _check_distinct(model_path, output, report_path)
+    for path in (output, report_path):  # before the conversion, which can take minutes
+        check_writable(path)
     if int8_range:
         click.echo(f"warning: {INT8_WARNING}", err=True)
     with warnings.catch_warnings():

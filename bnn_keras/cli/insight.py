@@ -18,9 +18,12 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(target, dataset, split, limit, as_json) -> None:
     """Top-1 and top-5 of a run folder, a .keras model or a .tflite flatbuffer."""
-    from bnn_keras.insight.evaluate import evaluate
+    from bnn_keras.insight.evaluate import class_count_warning, evaluate
 
     result = evaluate(target, dataset, split, limit)
+    warning = class_count_warning(result)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -29,10 +32,17 @@ def eval_command(target, dataset, split, limit, as_json) -> None:
                f"top-5 {result['top5']:.2%}")
 
 
+def _odd(ctx, param, value):
+    if value % 2 == 0:
+        raise click.BadParameter(f"must be odd (the trained weights sit at the grid's centre "
+                                 f"point), got {value}; try {value + 1}")
+    return value
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
-              help="Grid points per axis (odd, so the origin is on the grid).")
+              callback=_odd, help="Grid points per axis: odd, so the origin is on the grid.")
 @click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="The grid covers [-span, span] on both directions.")
 @click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,

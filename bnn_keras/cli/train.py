@@ -6,6 +6,7 @@ import json
 
 import click
 
+from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
     AUGMENTS,
     INTERPOLATIONS,
@@ -14,6 +15,7 @@ from bnn_keras.training.config import (
     SCHEDULES,
     STRATEGIES,
     TrainConfig,
+    check_run_name,
 )
 
 _D = TrainConfig.__dataclass_fields__
@@ -56,6 +58,16 @@ def _model_options(ctx, param, value):
     return options
 
 
+def _run_name(ctx, param, value):
+    """A run name is one folder name under --output (no path, no '..')."""
+    if value is None:
+        return None
+    try:
+        return check_run_name(value)
+    except BnnError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 _NONNEG = click.FloatRange(min=0)
 
 
@@ -80,7 +92,8 @@ _NONNEG = click.FloatRange(min=0)
               help="digits, cifar10, cifar100, imagenet2012, imagenette or folder:PATH "
                    f"(PATH/train/<class>/, PATH/val/<class>/). {_d('dataset')}")
 @click.option("--data-dir", "data_dir", default=None,
-              help="tensorflow-datasets data folder [default: ~/tensorflow_datasets].")
+              help="tensorflow-datasets data folder, prepared beforehand (`tfds build NAME "
+                   "--data_dir DIR`; nothing is downloaded) [default: ~/tensorflow_datasets].")
 @click.option("--manual-dir", "manual_dir", default=None,
               help="Folder holding the ImageNet archives (tfds manual download).")
 @click.option("--image-size", "image_size", type=click.IntRange(min=0), default=None,
@@ -139,15 +152,28 @@ _NONNEG = click.FloatRange(min=0)
               help="Synchronised BatchNorm across replicas (bn variants).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help=f"Folder holding run folders. {_d('output')}")
-@click.option("--name", default=None, help="Run name [default: MODEL-VARIANT-DATASET].")
+@click.option("--name", default=None, callback=_run_name,
+              help="Run name, one folder name under --output [default: "
+                   "MODEL-VARIANT-DATASET].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
               help="Training steps per epoch; 0 is one pass over the training split.")
 @click.option("--seed", type=int, default=None, help=_d("seed"))
+@click.option("--deterministic", is_flag=True, default=None,
+              help="TensorFlow op determinism: the same seed gives bit-identical weights "
+                   "(on the same machine and versions). TensorFlow then runs input maps "
+                   "holding random ops serially; its speed cost on a real dataset is not "
+                   "measured.")
 @click.option("--resume", is_flag=True,
-              help="Continue the latest run of this name from its last checkpoint.")
+              help="Continue the newest run of this name that has a checkpoint, from its "
+                   "newest checkpoint that loads (the folder and checkpoint used are "
+                   "printed).")
+@click.option("--resume-from", "resume_from", type=click.Path(file_okay=False), default=None,
+              metavar="RUN_DIR",
+              help="Continue this exact run folder (e.g. runs/NAME-2) like --resume; one "
+                   "without checkpoints starts again from epoch 1 in place.")
 @click.option("--no-export", is_flag=True, help="Skip the LCE export at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
+def train(recipe, stage, resume, resume_from, no_export, quiet, **flags) -> None:
     """Train a model and write runs/NAME/ (config, checkpoints, curves, TensorBoard logs,
     .keras, metrics, .tflite)."""
     from bnn_keras import data, models
@@ -170,12 +196,12 @@ def train(recipe, stage, resume, no_export, quiet, **flags) -> None:
         models.create(model, variant, 10, (64, 64, 3), **values["model_options"])
     if not data.is_known(dataset):
         data.load(dataset)  # likewise
-    if resume:
+    if resume or resume_from:
         config = _resume_config(values)
     else:
         config = TrainConfig.from_dict(values)
-    result = run_training(config, resume=resume, verbose=0 if quiet else 1,
-                          export=not no_export)
+    result = run_training(config, resume=resume, resume_from=resume_from,
+                          verbose=0 if quiet else 1, export=not no_export)
     m = result.metrics
     click.echo(f"run folder: {result.run_dir}")
     click.echo(f"train top-1 {m['train_accuracy']:.2%}  test top-1 {m['test_accuracy']:.2%}")

@@ -13,8 +13,11 @@
 * ``lighting=0.1`` adds AlexNet's PCA colour noise after the crop, on the uint8 crop before
   the flip, as ReActNet, BNN_NoBN and Bi-Real Net train on ImageNet.
 
-Nothing here downloads unless tfds has to prepare a set; without internet that fails with
-a one-line :class:`~bnn_keras.errors.BnnError` naming ``--data-dir``.
+Nothing here downloads: a tfds set must already be prepared in ``data_dir`` (``tfds build
+NAME --data_dir DIR`` on a machine with internet), or, for ImageNet, be prepared from the
+archives in ``manual_dir``. Otherwise the load fails at once with a one-line
+:class:`~bnn_keras.errors.BnnError` saying where the data goes, instead of retrying a
+download for minutes on an offline machine.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class ImageSetSpec:
     style: str  # "cifar" or "imagenet"
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    manual_files: tuple[str, ...] = ()  # archives tfds prepares the set from (manual_dir)
 
 
 TFDS_SETS: dict[str, ImageSetSpec] = {
@@ -51,7 +55,8 @@ TFDS_SETS: dict[str, ImageSetSpec] = {
     "cifar100": ImageSetSpec("cifar100", "train", "test", 32, "cifar",
                              aug.CIFAR100_MEAN, aug.CIFAR100_STD),
     "imagenet2012": ImageSetSpec("imagenet2012", "train", "validation", 224, "imagenet",
-                                 aug.IMAGENET_MEAN, aug.IMAGENET_STD),
+                                 aug.IMAGENET_MEAN, aug.IMAGENET_STD,
+                                 ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")),
     "imagenette": ImageSetSpec("imagenette/full-size-v2", "train", "validation", 224,
                                "imagenet", aug.IMAGENET_MEAN, aug.IMAGENET_STD),
 }
@@ -182,14 +187,16 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
     _check_eval(eval_crop_pct, eval_interpolation)
     spec = TFDS_SETS[name]
     size = image_size or spec.size
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
     try:
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir or None)
-        builder.download_and_prepare(download_config=download_config)
+        if not is_prepared(builder):
+            _prepare_offline(builder, spec, data_dir, manual_dir)
         read = tfds.ReadConfig(shuffle_seed=seed)
         train = builder.as_dataset(split=spec.train_split, as_supervised=True,
                                    shuffle_files=True, read_config=read)
         test = builder.as_dataset(split=spec.test_split, as_supervised=True)
+    except BnnError:
+        raise
     except Exception as err:  # noqa: BLE001 - any tfds failure is a setup problem
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
         hint = (" (put the ImageNet archives in --manual-dir)" if name == "imagenet2012"
@@ -204,6 +211,36 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
     return _pipelines(name, train, test, train_size, test_size, int(label.num_classes),
                       label.names, spec.style, size, spec.mean, spec.std, batch_size, seed,
                       augment, randaugment, lighting, eval_crop_pct, eval_interpolation)
+
+
+def is_prepared(builder) -> bool:
+    """Whether the tfds builder's data is on disk (then reading it needs no network)."""
+    return builder.data_path.exists()
+
+
+def _prepare_offline(builder, spec: ImageSetSpec, data_dir: str | None,
+                     manual_dir: str | None) -> None:
+    """Prepare a tfds set that needs no download (ImageNet from the archives in
+    ``manual_dir``), else a one-line error saying where to put the data."""
+    import tensorflow_datasets as tfds
+
+    where = data_dir or "~/tensorflow_datasets"
+    if not spec.manual_files:
+        raise BnnError(f"tfds dataset {spec.tfds_name!r} is not prepared in {where}, and "
+                       f"bnn-keras does not download: run `tfds build {spec.tfds_name} "
+                       f"--data_dir DIR` on a machine with internet (or copy a prepared "
+                       f"{spec.tfds_name.split('/')[0]}/ folder into DIR), then pass "
+                       "--data-dir DIR")
+    missing = [f for f in spec.manual_files
+               if not manual_dir or not (Path(manual_dir).expanduser() / f).is_file()]
+    if missing:
+        looked = f" in {manual_dir}" if manual_dir else ""
+        raise BnnError(f"tfds dataset {spec.tfds_name!r} is not prepared in {where}: put "
+                       f"{' and '.join(spec.manual_files)} in a folder and pass it as "
+                       f"--manual-dir (missing{looked}: {', '.join(missing)}); it is "
+                       "prepared into --data-dir once")
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+    builder.download_and_prepare(download_config=config)
 
 
 def _list_folder(root: Path, classes: list[str] | None = None):
@@ -226,6 +263,59 @@ def _list_folder(root: Path, classes: list[str] | None = None):
     return classes, paths, labels
 
 
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF87a": "gif",
+               b"GIF89a": "gif", b"BM": "bmp"}
+_TRAILERS = {"jpeg": b"\xff\xd9", "png": b"IEND\xaeB`\x82", "gif": b"\x3b"}
+
+
+def _looks_whole(path: str) -> bool:
+    """A cheap check of a file: a known image signature at the start and the format's end
+    marker at the end (a BMP: the size its header states)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 8))
+            tail = f.read()
+    except OSError:
+        return False
+    kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
+    if kind == "bmp":
+        return len(head) >= 6 and int.from_bytes(head[2:6], "little") <= size
+    return kind is not None and tail.endswith(_TRAILERS[kind])
+
+
+def _decodes(path: str) -> bool:
+    try:
+        _decode(tf.constant(path))
+    except (tf.errors.OpError, ValueError):
+        return False
+    return True
+
+
+def unreadable_images(paths: list[str]) -> list[str]:
+    """The files of ``paths`` that TensorFlow cannot decode as images.
+
+    Each file gets the cheap check of :func:`_looks_whole` (two small reads); only the
+    few that fail it (not an image, cut short, or data after the end marker as some
+    cameras write) are decoded in full to be sure, so a million files cost seconds.
+    """
+    return [p for p in paths if not _looks_whole(p) and not _decodes(p)]
+
+
+def _check_images(root: Path, paths: list[str]) -> None:
+    """Refuse a folder with files that are not readable images, naming them.
+
+    Such files stop the load here (rather than being skipped) so that a run never trains,
+    silently, on fewer images than the folder holds, and never fails mid-epoch instead.
+    """
+    bad = unreadable_images(paths)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise BnnError(f"{len(bad)} files under {root} are not readable images: {shown}; "
+                       "remove or replace them")
+
+
 def _decode(path):
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -238,10 +328,11 @@ def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: i
                 eval_interpolation: str = "bilinear", **_ignored) -> Dataset:
     """An image folder ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg``.
 
-    Classes are the sub-folder names in sorted order. Images are decoded to RGB and go
-    through the ImageNet pipelines (random-resized crop for training, resize and centre
-    crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and std;
-    ``lighting``, ``eval_crop_pct`` and ``eval_interpolation`` as in :func:`load_tfds`.
+    Classes are the sub-folder names in sorted order. A file that is not a readable image
+    is a one-line error naming it (see :func:`_check_images`). Images are decoded to RGB
+    and go through the ImageNet pipelines (random-resized crop for training, resize and
+    centre crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and
+    std; ``lighting``, ``eval_crop_pct`` and ``eval_interpolation`` as in :func:`load_tfds`.
     """
     _check_augment(augment)
     _check_lighting(lighting)
@@ -249,6 +340,7 @@ def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: i
     root = Path(path)
     classes, train_paths, train_labels = _list_folder(root / "train")
     _, val_paths, val_labels = _list_folder(root / "val", classes)
+    _check_images(root, train_paths + val_paths)
     size = image_size or 224
 
     def files(paths, labels):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -245,7 +248,8 @@ def export_model(model: keras.Model, output: str | os.PathLike,
 
 
 def read_flatbuffer(path: str | os.PathLike) -> bytes:
-    """Read a ``.tflite`` file, with one-line errors for missing or non-model files."""
+    """Read a ``.tflite`` file, with one-line errors for missing, non-model or damaged files
+    (see :func:`~bnn_keras.export.flatbuffer.check_flatbuffer`)."""
     from bnn_keras.export.flatbuffer import check_flatbuffer
 
     path = Path(path)
@@ -254,3 +258,35 @@ def read_flatbuffer(path: str | os.PathLike) -> bytes:
     data = path.read_bytes()
     check_flatbuffer(data, str(path))
     return data
+
+
+def _probe_argv(path: Path) -> list[str]:
+    from bnn_keras.bench.ssh import runner_script
+
+    return [sys.executable, str(runner_script()), f"--graph={path}", "--num_threads=1",
+            "--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0"]
+
+
+def probe_in_subprocess(path: str | os.PathLike, timeout: float = 600.0) -> None:
+    """Build LCE's interpreter on the model file and run it once, in a child process.
+
+    What :func:`read_flatbuffer`'s checks cannot see (a damaged body whose indices are
+    all in range) may still crash the interpreter; in a child (the board runner, which
+    needs no TensorFlow: about half a second) that crash becomes a one-line
+    :class:`BnnError` instead of killing this process, and its temporary files with it.
+    """
+    try:
+        proc = subprocess.run(_probe_argv(Path(path)), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, errors="replace",
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BnnError(f"LCE's interpreter did not finish one run of {path} in "
+                       f"{timeout:.0f} s") from None
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        raise BnnError(f"LCE's interpreter crashed on {path} ({name}): the file is damaged "
+                       "or not a model it can run")
+    if proc.returncode:
+        errors = [line[len("ERROR: "):] for line in proc.stdout.splitlines()
+                  if line.startswith("ERROR: ")] or ["exit status " + str(proc.returncode)]
+        raise BnnError(f"LCE's interpreter cannot run {path}: {errors[0][:200]}")

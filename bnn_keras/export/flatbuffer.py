@@ -9,10 +9,79 @@ from bnn_keras.errors import BnnError
 TFLITE_IDENTIFIER = b"TFL3"
 
 
-def check_flatbuffer(data: bytes, source: str = "input") -> None:
-    """Raise :class:`BnnError` unless ``data`` is a TFLite flatbuffer."""
+def _check_identifier(data: bytes, source: str) -> None:
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise BnnError(f"{source} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
+
+
+def check_flatbuffer(data: bytes, source: str = "input") -> None:
+    """Raise a one-line :class:`BnnError` unless ``data`` is a TFLite flatbuffer whose
+    structure holds together.
+
+    TFLite's interpreter trusts the file: a valid header over a damaged body (a truncated
+    download, a half-copied file) makes it read out of bounds and crash the process. So
+    before any interpreter sees it, the whole model is parsed with the flatbuffers schema
+    (every table and vector inside the file) and every index checked: buffer offsets and
+    sizes within the file, tensor buffer indices, operator codes, tensor indices of
+    operators and subgraphs, and subgraph indices.
+    """
+    _check_identifier(data, source)
+    problem = structure_problem(_parse(data, source), len(data))
+    if problem:
+        raise BnnError(f"{source} is a corrupt TFLite flatbuffer: {problem}")
+
+
+def _indices_problem(indices, count: int, what: str, optional: bool = False) -> str | None:
+    low = -1 if optional else 0
+    for i in [] if indices is None else indices:
+        if not low <= int(i) < count:
+            return f"{what} has tensor index {int(i)}, outside 0..{count - 1}"
+    return None
+
+
+def _subgraph_problem(graph, g: int, model) -> str | None:
+    """The first out-of-range index in subgraph ``g``, or ``None``."""
+    tensors, buffers, codes = graph.tensors or [], model.buffers or [], model.operatorCodes or []
+    for t, tensor in enumerate(tensors):
+        if not 0 <= tensor.buffer < len(buffers):
+            return (f"tensor {t} of subgraph {g} has buffer index {tensor.buffer}, but the "
+                    f"model has {len(buffers)} buffers")
+    problem = (_indices_problem(graph.inputs, len(tensors), f"subgraph {g}'s inputs")
+               or _indices_problem(graph.outputs, len(tensors), f"subgraph {g}'s outputs"))
+    if problem:
+        return problem
+    for k, op in enumerate(graph.operators or []):
+        where = f"operator {k} of subgraph {g}"
+        if not 0 <= op.opcodeIndex < len(codes):
+            return (f"{where} has operator code {op.opcodeIndex}, but the model has "
+                    f"{len(codes)} operator codes")
+        for name in ("inputs", "outputs", "intermediates"):
+            problem = _indices_problem(getattr(op, name), len(tensors), f"{where}'s {name}",
+                                       optional=True)
+            if problem:
+                return problem
+        for name, value in getattr(op.builtinOptions, "__dict__", {}).items():
+            if name.endswith("SubgraphIndex") and not 0 <= value < len(model.subgraphs):
+                return f"{where} names subgraph {value}, outside 0..{len(model.subgraphs) - 1}"
+    return None
+
+
+def structure_problem(model, size: int) -> str | None:
+    """What is out of range in a parsed ``ModelT`` of a ``size``-byte file, or ``None``."""
+    if not model.subgraphs:
+        return "it has no subgraph"
+    for i, buffer in enumerate(model.buffers or []):
+        if (buffer.offset or buffer.size) and buffer.offset + buffer.size > size:
+            return (f"buffer {i} (offset {buffer.offset}, {buffer.size} bytes) lies outside "
+                    f"the file ({size} bytes)")
+    for g, graph in enumerate(model.subgraphs):
+        problem = _subgraph_problem(graph, g, model)
+        if problem:
+            return problem
+    for signature in model.signatureDefs or []:
+        if not 0 <= signature.subgraphIndex < len(model.subgraphs):
+            return f"a signature names subgraph {signature.subgraphIndex}"
+    return None
 
 
 def _builtin_names() -> dict[int, str]:
@@ -25,15 +94,16 @@ def _builtin_names() -> dict[int, str]:
     }
 
 
-def _parse(data: bytes):
+def _parse(data: bytes, source: str = "input"):
     """``data`` as a TFLite ``ModelT``, with one-line errors for what is not one."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    check_flatbuffer(data)
+    _check_identifier(data, source)
     try:
         return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as err:  # noqa: BLE001
-        raise BnnError(f"corrupt TFLite flatbuffer: {err}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise BnnError(f"{source} is a corrupt TFLite flatbuffer: {first}") from None
 
 
 def _op_names(model) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnn_keras.export.convert import predict_tflite
-from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+from bnn_keras.insight.sources import check_input_shape, load_split, resolve
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -20,7 +20,8 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
              limit: int | None = None) -> dict:
     """Evaluate a run folder, ``.keras`` or ``.tflite`` file on ``dataset``/``split``.
 
-    The dataset defaults to the run's own (digits for bare files).
+    The dataset defaults to the run's own (digits for bare files). ``model_classes`` and
+    ``dataset_classes`` say whether the two agree (see :func:`class_count_warning`).
 
     Example:
         ```python
@@ -29,7 +30,7 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
     """
     source = resolve(target)
     dataset = dataset or source.dataset or "digits"
-    images, labels, data_shape = split_arrays(dataset, split, limit)
+    images, labels, data_shape, classes = load_split(dataset, split, limit)
     if source.kind == "keras":
         from bnn_keras.io import load_keras_model
 
@@ -38,11 +39,11 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
         logits = model.predict(images, batch_size=128, verbose=0)
     else:
         from bnn_keras.export import read_flatbuffer
+        from bnn_keras.export.convert import lce_interpreter, probe_in_subprocess
 
         flatbuffer = read_flatbuffer(source.path)
-        from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-        shape = Interpreter(flatbuffer).input_shapes[0][1:]
+        probe_in_subprocess(source.path)  # a crash there is an error here, not a segfault
+        shape = lce_interpreter(flatbuffer).input_shapes[0][1:]
         check_input_shape(shape, data_shape, source.path.name, dataset)
         logits = predict_tflite(flatbuffer, images)
     logits = logits.reshape(len(images), -1)
@@ -50,4 +51,15 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
         "model": str(source.path), "format": source.kind, "dataset": dataset, "split": split,
         "samples": int(len(labels)), "top1": topk_accuracy(logits, labels, 1),
         "top5": topk_accuracy(logits, labels, 5),
+        "model_classes": int(logits.shape[-1]), "dataset_classes": classes,
     }
+
+
+def class_count_warning(result: dict) -> str | None:
+    """A warning when the model's outputs and the dataset's classes differ in number (the
+    accuracies then compare class indices that may mean different things)."""
+    if result["model_classes"] == result["dataset_classes"]:
+        return None
+    return (f"the model has {result['model_classes']} classes but {result['dataset']} has "
+            f"{result['dataset_classes']} classes: its top-1/top-5 compare class indices "
+            "that may not mean the same classes")

@@ -44,9 +44,10 @@ def resolve(target: str | Path) -> Source:
     raise BnnError(f"expected a run folder, a .keras or a .tflite file, got {path}")
 
 
-def split_arrays(dataset_name: str, split: str, limit: int | None = None,
-                 batch_size: int = 128) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """All (or the first ``limit``) images and labels of a split, as numpy arrays."""
+def load_split(dataset_name: str, split: str, limit: int | None = None,
+               batch_size: int = 128) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], int]:
+    """All (or the first ``limit``) images and labels of a split, as numpy arrays, with the
+    images' shape and the dataset's number of classes."""
     from bnn_keras import data
 
     if split not in ("train", "test"):
@@ -55,7 +56,13 @@ def split_arrays(dataset_name: str, split: str, limit: int | None = None,
     # the train pipeline is shuffled with seed 0: its first pass is the same every time
     pipeline = ds.test if split == "test" else ds.train
     x, y = data.to_arrays(pipeline, limit)
-    return x, y, tuple(ds.input_shape)
+    return x, y, tuple(ds.input_shape), int(ds.num_classes)
+
+
+def split_arrays(dataset_name: str, split: str, limit: int | None = None,
+                 batch_size: int = 128) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """All (or the first ``limit``) images and labels of a split, as numpy arrays."""
+    return load_split(dataset_name, split, limit, batch_size)[:3]
 
 
 def check_input_shape(model_shape, data_shape, model_name: str, dataset: str) -> None:

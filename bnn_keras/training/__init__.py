@@ -3,7 +3,8 @@
 Modules: :mod:`~bnn_keras.training.config` (``TrainConfig``), :mod:`~bnn_keras.training.run`
 (run folders), :mod:`~bnn_keras.training.optim`, :mod:`~bnn_keras.training.distill`,
 :mod:`~bnn_keras.training.two_step`, :mod:`~bnn_keras.training.recipes`,
-:mod:`~bnn_keras.training.callbacks`.
+:mod:`~bnn_keras.training.callbacks`, :mod:`~bnn_keras.training.resume` (which run folder and
+checkpoint a resume starts from).
 """
 
 from bnn_keras.training.agc import adaptive_clip, unitwise_norm

@@ -1,8 +1,10 @@
-"""Callbacks of a run: checkpoints (rolling + the permanent first), NaN stop, curves PNG."""
+"""Callbacks of a run: checkpoints (rolling + the permanent first), NaN stop, history CSV,
+curves PNG."""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
+from bnn_keras.io import atomic_write_text
 
 FIRST_CHECKPOINT = "first"  # checkpoints/first/ckpt-1: the state after epoch 1, kept forever
 
@@ -20,6 +23,20 @@ def first_checkpoint_prefix(run_dir: str | Path) -> Path:
     Restore the network with ``tf.train.Checkpoint(net=net).read(str(prefix))``.
     """
     return Path(run_dir) / "checkpoints" / FIRST_CHECKPOINT / "ckpt-1"
+
+
+def kept_checkpoint_note(checkpoint_dir: str | Path) -> str:
+    """What a stopped run still has: its newest checkpoint, or (when no epoch finished)
+    what its folder holds, so that no message points to a folder that is not there."""
+    checkpoint_dir = Path(checkpoint_dir)
+    last = tf.train.latest_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last:
+        return (f"the last good checkpoint {Path(last).name} (after epoch "
+                f"{last.rsplit('-', 1)[-1]}) is kept in {checkpoint_dir}")
+    run_dir = checkpoint_dir.parent
+    held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    return ("no epoch had finished, so there is no checkpoint; the run folder "
+            f"{run_dir} holds {', '.join(held) or 'nothing'}")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -40,8 +57,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged or (logs and any(not np.isfinite(v) for v in logs.values()
                                           if np.isscalar(v))):
-            raise BnnError(f"loss became NaN/inf in epoch {epoch + 1}; the last good "
-                           f"checkpoint is kept in {self.manager.directory}")
+            raise BnnError(f"loss became NaN/inf in epoch {epoch + 1}; "
+                           f"{kept_checkpoint_note(self.manager.directory)}")
         self.epoch.assign(epoch + 1)
         # the permanent copy first: a kill between the two writes then only repeats epoch 1
         if (epoch == 0 and self.checkpoint is not None and self.first_prefix is not None
@@ -98,12 +115,42 @@ class StopOnNaN(keras.callbacks.Callback):
             return
         if self.checkpoint_cb is not None:
             self.checkpoint_cb.diverged = True
-        last = tf.train.latest_checkpoint(str(self.checkpoint_dir))
-        kept = (f"the last good checkpoint {Path(last).name} (after epoch "
-                f"{last.rsplit('-', 1)[-1]}) is kept in {self.checkpoint_dir}"
-                if last else "no epoch had finished, so there is no checkpoint")
         raise BnnError(f"training diverged: the loss became NaN/inf in epoch {self._epoch + 1}, "
-                       f"step {batch + 1}; {kept}")
+                       f"step {batch + 1}; {kept_checkpoint_note(self.checkpoint_dir)}")
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """``history.csv``: one row per epoch, written (atomically) after each epoch.
+
+    A resumed run repeats the epochs after its checkpoint; their old rows stay until the
+    repeated epoch replaces them, so a run stopped again loses no row it had. Rows are
+    kept in epoch order; columns are the union of every row's.
+    """
+
+    def __init__(self, history_csv: str | Path):
+        super().__init__()
+        self.path = Path(history_csv)
+
+    def _rows(self) -> dict[int, dict]:
+        if not self.path.exists():
+            return {}
+        with self.path.open(newline="") as f:
+            return {int(r["epoch"]): r for r in csv.DictReader(f)
+                    if (r.get("epoch") or "").strip().isdigit()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = self._rows()
+        rows[epoch] = {"epoch": epoch, **{k: _csv_value(v) for k, v in (logs or {}).items()}}
+        keys = sorted({k for r in rows.values() for k in r} - {"epoch"})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, ["epoch", *keys], restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows[e] for e in sorted(rows))
+        atomic_write_text(self.path, out.getvalue())
+
+
+def _csv_value(value):
+    return float(value) if np.isscalar(value) else value
 
 
 def plot_curves(history_csv: str | Path, png: str | Path) -> Path | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -59,6 +61,11 @@ class TrainConfig:
     Distribution: ``strategy`` is a ``tf.distribute`` strategy name; ``batch_size`` is the
     global batch, split across replicas; ``sync_bn`` averages BatchNorm statistics over
     replicas (``bn`` variants).
+
+    ``deterministic`` turns on TensorFlow's op determinism for the run (see
+    :func:`bnn_keras.training.run.seeded`): with the same ``seed``, machine and versions,
+    two runs end with bit-identical weights. ``name`` is the run folder's name under
+    ``output``: one path component.
     """
 
     model: str = "reactnet_18"
@@ -111,6 +118,7 @@ class TrainConfig:
     # distribution (see bnn_keras.training.distribute)
     strategy: str = "default"
     sync_bn: bool = False
+    deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns)
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:
@@ -118,6 +126,8 @@ class TrainConfig:
             raise BnnError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise BnnError(f"batch size must be >= 1, got {self.batch_size}")
+        if not math.isfinite(self.learning_rate):
+            raise BnnError(f"learning rate must be finite, got {self.learning_rate}")
         if not self.learning_rate > 0:
             raise BnnError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.agc_clip < 0:
@@ -135,8 +145,8 @@ class TrainConfig:
                      "grad_clip_norm", "ste_clip", "label_smoothing", "warmup_epochs",
                      "weight_temperature", "temperature_decay",
                      "image_size", "lighting"):
-            if getattr(self, name) < 0:
-                raise BnnError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
+                raise BnnError(f"{name} must be >= 0 and finite, got {getattr(self, name)}")
         if not 0 < self.eval_crop_pct <= 1:
             raise BnnError(f"eval_crop_pct must be in (0, 1], got {self.eval_crop_pct}")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
@@ -163,6 +173,7 @@ class TrainConfig:
         self.assistant_epochs = [int(e) for e in self.assistant_epochs]
         if not self.name:
             self.name = default_run_name(self.model, self.variant, self.dataset, self.stage)
+        check_run_name(self.name)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,6 +194,44 @@ class TrainConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as err:
             raise BnnError(f"cannot read run config {path}: {err}") from None
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is one path component (a folder name under ``output``), else a
+    one-line :class:`BnnError`: no separator, no ``.`` or ``..``, not empty."""
+    if (not isinstance(name, str) or not name.strip() or name in (".", "..")
+            or "/" in name or "\\" in name or "\0" in name):
+        raise BnnError(f"run name must be one folder name (no '/', not '.' or '..', not "
+                       f"empty), got {name!r}")
+    return name
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "an object", list[str]: "a list of strings",
+               list[int]: "a list of integers"}
+
+
+def _has_type(value, kind) -> bool:
+    """``value`` (from JSON) fits a field of type ``kind``; ints are numbers, bools are not."""
+    if kind in (list[str], list[int]):
+        item = typing.get_args(kind)[0]
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_value_types(values: dict, where: str) -> None:
+    """One-line :class:`BnnError` naming ``where`` and the key for the first value whose
+    type is not its :class:`TrainConfig` field's (``init_skip: "conv"`` is not a list)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in values.items():
+        kind = hints.get(key)
+        if kind is not None and not _has_type(value, kind):
+            raise BnnError(f"{where}: {key} must be {_TYPE_NAMES.get(kind, kind)}, got "
+                           f"{json.dumps(value)}")
 
 
 def default_run_name(model: str, variant: str, dataset: str, stage: int = 0) -> str:

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from bnn_keras.errors import BnnError
-from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.config import TrainConfig, check_value_types
 
 META_KEYS = ("description", "reference", "paper", "notes", "teacher_note")
 
@@ -29,7 +29,8 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
     """The ``TrainConfig`` values of a recipe (for ``stage`` if it has stages).
 
     Raises:
-        BnnError: unreadable file, unknown keys, or a missing/unknown stage.
+        BnnError: unreadable file, unknown keys, a value of the wrong type for its
+            ``TrainConfig`` field, or a missing/unknown stage.
     """
     path = Path(path)
     try:
@@ -44,8 +45,10 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
     if unknown:
         raise BnnError(f"recipe {path}: unknown top-level keys {sorted(unknown)}; use "
                        f"'config', 'stages' and {', '.join(META_KEYS)}")
-    values = dict(data.get("config", {}))
+    values = dict(_section(data.get("config", {}), path, "config"))
     stages = data.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise BnnError(f"recipe {path}: 'stages' must be an object of stage numbers")
     if stages:
         if stage is None:
             raise BnnError(f"recipe {path} has stages {', '.join(sorted(stages))}: choose one "
@@ -53,7 +56,7 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
         if str(stage) not in stages:
             raise BnnError(f"recipe {path} has no stage {stage}; it has "
                            f"{', '.join(sorted(stages))}")
-        values.update(stages[str(stage)])
+        values.update(_section(stages[str(stage)], path, f"stage {stage}"))
         values["stage"] = int(stage)
     elif stage is not None:
         values["stage"] = int(stage)
@@ -61,8 +64,15 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
     bad = sorted(set(values) - fields)
     if bad:
         raise BnnError(f"recipe {path}: unknown settings {bad}")
+    check_value_types(values, f"recipe {path}")
     values["recipe"] = str(path)
     return values
+
+
+def _section(section, path: Path, what: str) -> dict:
+    if not isinstance(section, dict):
+        raise BnnError(f"recipe {path}: '{what}' must be an object of settings")
+    return section
 
 
 def recipe_config(path: str | Path, stage: int | None = None, **overrides) -> TrainConfig:

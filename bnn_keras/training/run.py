@@ -8,7 +8,7 @@
                         state after the first epoch, kept for good (sign-flip analysis
                         between first and last; see first_checkpoint_prefix and
                         last_checkpoint_prefix)
-    history.csv         per-epoch loss and accuracy
+    history.csv         per-epoch loss and accuracy (a resumed epoch replaces its row)
     curves.png          the training curves (loss, accuracy; train and validation)
     tensorboard/        TensorBoard logs (train/ and validation/, per epoch)
     init_report.json    what --init-from loaded (two-step stage 2)
@@ -18,7 +18,8 @@
     export.json         the export report
 
 A run whose loss becomes NaN stops with a :class:`BnnError` naming the epoch and step;
-the rolling checkpoints then still hold the last good epoch.
+the rolling checkpoints then still hold the last good epoch. A resumed run starts from the
+newest checkpoint that loads (see :mod:`bnn_keras.training.resume`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,19 +39,25 @@ import tf_keras as keras
 from bnn_keras import data as data_lib
 from bnn_keras import models
 from bnn_keras.errors import BnnError
-from bnn_keras.io import atomic_write_json, atomic_write_text, save_keras_atomic
+from bnn_keras.io import atomic_write_json, save_keras_atomic
 from bnn_keras.training.callbacks import (
     CurvesPlot,
     EpochCheckpoint,
+    HistoryLog,
     StopOnNaN,
     TemperatureSchedule,
     first_checkpoint_prefix,
 )
 from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.resume import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    check_run_folder,
+    newest_run_with_checkpoint,
+    restore_newest,
+    run_label,
+)
 from bnn_keras.training.train_model import TrainingModel, build_trainer
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass
@@ -71,14 +80,8 @@ def next_run_dir(output: str | Path, name: str) -> Path:
 
 
 def latest_run_dir(output: str | Path, name: str) -> Path:
-    """The most recently modified run folder ``name`` or ``name-N`` that has a config."""
-    root = Path(output)
-    candidates = [p for p in root.glob(f"{name}*")
-                  if p.is_dir() and (p / CONFIG_FILE).exists()
-                  and (p.name == name or p.name[len(name):].lstrip("-").isdigit())]
-    if not candidates:
-        raise BnnError(f"nothing to resume: no run folder {root / name} with a {CONFIG_FILE}")
-    return max(candidates, key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
+    """The most recently active run folder ``name`` or ``name-N`` that has a checkpoint."""
+    return newest_run_with_checkpoint(output, name)
 
 
 def last_checkpoint_prefix(run_dir: str | Path) -> Path | None:
@@ -87,16 +90,27 @@ def last_checkpoint_prefix(run_dir: str | Path) -> Path | None:
     return Path(latest) if latest else None
 
 
-def trim_history(history_csv: Path, epochs_done: int) -> None:
-    """Keep the header and the rows of the first ``epochs_done`` epochs of ``history.csv``
-    (rows of an epoch that a killed run did not checkpoint are repeated on resume)."""
-    if not history_csv.exists():
-        return
-    lines = history_csv.read_text().splitlines(keepends=True)
-    kept = [line for line in lines[1:]
-            if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) < epochs_done]
-    if len(kept) != len(lines) - 1:
-        atomic_write_text(history_csv, "".join(lines[:1] + kept))
+@contextmanager
+def seeded(config: TrainConfig) -> Iterator[None]:
+    """Seed Python, NumPy and TensorFlow with ``config.seed`` (weight init, data order,
+    augmentation: the pipelines' shuffles and random ops take their seeds from it) and,
+    with ``config.deterministic``, turn on TensorFlow's op determinism for the block.
+
+    Op determinism also makes ``tf.data`` deterministic (maps with random ops run
+    serially). It is switched off again afterwards when it was off before, so a
+    deterministic run leaves the process as it found it.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    keras.utils.set_random_seed(config.seed)
+    switch = config.deterministic and not tf_config.is_op_determinism_enabled()
+    if switch:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if switch:
+            tf_config.disable_op_determinism()
 
 
 def _load_data(config: TrainConfig):
@@ -123,45 +137,87 @@ def _teachers(config: TrainConfig, dataset) -> tuple:
             [load_teacher(a, **kwargs) for a in config.assistants])
 
 
-def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
-          export: bool = True) -> RunResult:
-    """Train ``config`` (or resume its latest run), save, evaluate and export.
+def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path | None = None,
+          verbose: int = 1, export: bool = True) -> RunResult:
+    """Train ``config`` (or resume a run of it), save, evaluate and export.
 
-    A resumed run restores the network, the optimizer (and so the schedule) and the epoch
-    counter from the newest checkpoint and continues with the next epoch.
+    ``resume`` continues the newest run folder named ``config.name`` (or ``name-N``) that
+    has a checkpoint; ``resume_from`` continues that exact run folder. A resumed run
+    restores the network, the optimizer (and so the schedule) and the epoch counter from
+    its newest checkpoint that loads and continues with the next epoch; a folder without
+    any checkpoint starts again from epoch 1 in place. The stored config wins, except a
+    larger ``config.epochs``.
 
     Under ``config.strategy`` (see :mod:`bnn_keras.training.distribute`) the network,
     optimizer and metrics are built in the strategy's scope and ``batch_size`` is the
     global batch. A multi-worker run lives in ``output/name`` (a folder every worker can
     read) and, like Keras's ``BackupAndRestore``, continues from its checkpoints when they
     exist: restart every worker with the same command after a crash. Only the chief
-    writes the run folder.
+    writes the run folder. A fresh run that fails before training starts (data, network,
+    teacher) leaves no folder behind.
     """
-    from bnn_keras.training.distribute import is_chief, make_strategy, with_sync_batch_norm
+    from bnn_keras.training.distribute import is_chief, make_strategy
 
     # the strategy first: multi-worker collectives must be configured before TF starts
     strategy = make_strategy(config.strategy)
     chief, multiworker = is_chief(), config.strategy == "multiworker"
-    if multiworker:
-        run_dir = Path(config.output) / config.name
-        resume = resume or (run_dir / CHECKPOINT_DIR / "checkpoint").exists()
+    run_dir, resume, why = _choose_run_dir(config, resume, resume_from, multiworker)
     if resume:
-        run_dir = run_dir if multiworker else latest_run_dir(config.output, config.name)
         stored = TrainConfig.load(run_dir / CONFIG_FILE)
         stored.epochs = max(stored.epochs, config.epochs) if config.epochs else stored.epochs
         stored.strategy = config.strategy  # a run may resume on another cluster shape
         config = stored
-    elif not multiworker:
-        run_dir = next_run_dir(config.output, config.name)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise BnnError(f"the global batch {config.batch_size} does not split evenly over "
                        f"{replicas} replicas; pick a multiple of {replicas}")
+    fresh = chief and not resume and not multiworker
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    with seeded(config):
+        try:
+            setup = _setup(config, strategy, run_dir, resume, chief, why)
+        except BaseException:
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no run
+            raise
+        return _fit_and_save(config, setup, run_dir, chief, verbose, export)
 
-    keras.utils.set_random_seed(config.seed)
+
+def _choose_run_dir(config: TrainConfig, resume: bool, resume_from, multiworker: bool,
+                    ) -> tuple[Path, bool, str]:
+    """The run folder, whether it is resumed, and why that folder (for the message)."""
+    if resume_from:
+        return check_run_folder(resume_from), True, ""
+    if multiworker:
+        run_dir = Path(config.output) / config.name
+        return run_dir, resume or (run_dir / CHECKPOINT_DIR / "checkpoint").exists(), ""
+    if resume:
+        return (latest_run_dir(config.output, config.name), True,
+                f"the newest run named {config.name} with a checkpoint")
+    return next_run_dir(config.output, config.name), False, ""
+
+
+@dataclass
+class _Setup:
+    """What a run trains with: the data, the step count, the network and its trainer."""
+
+    dataset: object
+    train_data: tf.data.Dataset
+    steps_per_epoch: int
+    net: keras.Model
+    trainer: TrainingModel
+    epoch: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    replicas: int
+
+
+def _setup(config: TrainConfig, strategy, run_dir: Path, resume: bool, chief: bool,
+           why: str) -> _Setup:
+    """Data, network, trainer and checkpoint, restored when resuming."""
+    from bnn_keras.training.distribute import with_sync_batch_norm
+
     dataset = _load_data(config)
     steps_per_epoch = int(tf.data.experimental.cardinality(dataset.train).numpy())
     if steps_per_epoch < 0:  # unknown cardinality (e.g. filtered tfds data)
@@ -170,7 +226,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
     if config.steps_per_epoch:
         steps_per_epoch = config.steps_per_epoch
         train_data = train_data.repeat()
-    if multiworker:  # every worker reads the same (seeded) stream and keeps its share
+    if config.strategy == "multiworker":  # every worker reads the same (seeded) stream
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
@@ -183,33 +239,46 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
         trainer = _trainer(config, dataset, net, steps_per_epoch)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(net=net, optimizer=trainer.optimizer, epoch=epoch)
-    # workers other than the chief save to a scratch folder (saving may need every worker)
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="bnn-keras-worker-"))
-    manager = tf.train.CheckpointManager(checkpoint, scratch or run_dir / CHECKPOINT_DIR,
-                                         max_to_keep=2)
-    latest = last_checkpoint_prefix(run_dir) if resume else None
-    if latest:
-        try:
-            checkpoint.restore(str(latest)).expect_partial()
-        except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot restore checkpoint {latest}: "
-                           f"{str(err).splitlines()[0][:200]}") from None
-        print(f"resuming {run_dir} after epoch {int(epoch.numpy())}", flush=True)
-    elif resume and config.init_from:
+    if resume:
+        _restore(config, checkpoint, net, epoch, run_dir, why)
+    return _Setup(dataset, train_data, steps_per_epoch, net, trainer, epoch, checkpoint,
+                  strategy.num_replicas_in_sync)
+
+
+def _restore(config: TrainConfig, checkpoint: tf.train.Checkpoint, net: keras.Model,
+             epoch: tf.Variable, run_dir: Path, why: str) -> None:
+    """Restore the newest checkpoint that loads, and say which (and why this folder)."""
+    used = restore_newest(checkpoint, run_dir)
+    because = f" ({why})" if why else ""
+    if used is not None:
+        print(f"resuming {run_dir} after epoch {int(epoch.numpy())} from "
+              f"{run_label(run_dir, used)}{because}", flush=True)
+        return
+    print(f"resuming {run_dir}{because}: it has no checkpoint, so it starts again from "
+          "epoch 1", flush=True)
+    if config.init_from:
         from bnn_keras.training.two_step import init_from
 
         init_from(net, config.init_from, config.init_skip)  # killed before epoch 1 ended
-    initial_epoch = int(epoch.numpy())
 
-    checkpoint_cb = EpochCheckpoint(manager, epoch, checkpoint,
+
+def _fit_and_save(config: TrainConfig, setup: _Setup, run_dir: Path, chief: bool,
+                  verbose: int, export: bool) -> RunResult:
+    """Train from the restored epoch on, evaluate, save the model and export it."""
+    trainer, dataset, net = setup.trainer, setup.dataset, setup.net
+    # workers other than the chief save to a scratch folder (saving may need every worker)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="bnn-keras-worker-"))
+    manager = tf.train.CheckpointManager(setup.checkpoint, scratch or run_dir / CHECKPOINT_DIR,
+                                         max_to_keep=2)
+    initial_epoch = int(setup.epoch.numpy())
+    checkpoint_cb = EpochCheckpoint(manager, setup.epoch, setup.checkpoint,
                                     first_checkpoint_prefix(run_dir) if chief else None)
     callbacks = [StopOnNaN(run_dir / CHECKPOINT_DIR, checkpoint_cb)]
     if chief:
-        trim_history(run_dir / "history.csv", initial_epoch)
         # an epoch's history row is written before its checkpoint: a run killed in between
-        # repeats that epoch on resume, and trim_history drops the stale row
-        callbacks += [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                      checkpoint_cb, CurvesPlot(run_dir / "history.csv", run_dir / "curves.png"),
+        # repeats that epoch on resume, and its new row replaces the stale one
+        callbacks += [HistoryLog(run_dir / "history.csv"), checkpoint_cb,
+                      CurvesPlot(run_dir / "history.csv", run_dir / "curves.png"),
                       keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
                                                   write_graph=False, profile_batch=0)]
     else:
@@ -225,7 +294,7 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
     start = time.time()
     try:
         history = trainer.fit(
-            train_data, epochs=config.epochs, initial_epoch=initial_epoch,
+            setup.train_data, epochs=config.epochs, initial_epoch=initial_epoch,
             steps_per_epoch=config.steps_per_epoch or None,
             validation_data=dataset.test, verbose=verbose if chief else 0, callbacks=callbacks,
         )
@@ -237,19 +306,20 @@ def train(config: TrainConfig, *, resume: bool = False, verbose: int = 1,
             shutil.rmtree(scratch, ignore_errors=True)
     metrics = {
         "model": config.model, "variant": config.variant, "dataset": config.dataset,
-        "stage": config.stage, "steps_per_epoch": steps_per_epoch,
+        "stage": config.stage, "steps_per_epoch": setup.steps_per_epoch,
         "epochs": config.epochs, "train_accuracy": float(train_acc),
         "test_accuracy": float(test_eval["accuracy"]), "test_loss": float(test_eval["loss"]),
         "train_seconds_this_session": round(train_seconds, 1),
         "epochs_this_session": len(history.history.get("loss", [])),
-        "strategy": config.strategy, "replicas": replicas,
+        "strategy": config.strategy, "replicas": setup.replicas,
+        "deterministic": config.deterministic,
         "stats": models.model_stats(net).as_dict(),
     }
     if not chief:
         return RunResult(run_dir, metrics)
     save_keras_atomic(net, run_dir / "model.keras")
     if export and config.stage != 1:  # stage 1 has real-valued weights: nothing to deploy
-        if replicas > 1 or config.strategy != "default":
+        if setup.replicas > 1 or config.strategy != "default":
             from bnn_keras.io import load_keras_model
 
             net = load_keras_model(run_dir / "model.keras")  # a plain copy, outside the scope
@@ -274,12 +344,7 @@ def _network(config: TrainConfig, dataset, resume: bool, run_dir: Path,
     if config.init_from and not resume:
         from bnn_keras.training.two_step import init_from
 
-        try:
-            report = init_from(net, config.init_from, config.init_skip)
-        except BnnError:
-            if chief:
-                shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no run
-            raise
+        report = init_from(net, config.init_from, config.init_skip)  # a failure: no run left
         if chief:
             atomic_write_json(run_dir / "init_report.json", report.as_dict())
             print(report.summary(), flush=True)
