@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
+#: the environment variable naming the modules that register your own models
+#: (:func:`bnn_keras.models.registry.load_plugins`)
+PLUGINS_ENV = "BNN_KERAS_MODELS"
+
 _HOW_TO_FIX = (
     "bnn_keras needs Keras 2 (tf-keras), but TensorFlow was already imported with Keras 3 "
     "as tf.keras. Import bnn_keras before tensorflow, or set TF_USE_LEGACY_KERAS=1 in the "

@@ -117,6 +117,44 @@ def test_models_from_plugin_module_and_bad_module():
         "error: cannot import model module 'tests.no_such_module'")
 
 
+def test_help_does_not_import_tensorflow():
+    """``--help`` of the command and of every subcommand answers without TensorFlow
+    (importing it takes seconds and prints C++ log lines)."""
+    code = ("import sys\nfrom bnn_keras.cli import cli\n"
+            "for args in ([], *[[c] for c in cli.commands]):\n"
+            "    try:\n"
+            "        cli([*args, '--help'], prog_name='bnn-keras', standalone_mode=False)\n"
+            "    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('tensorflow', 'larq', 'torch') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "BNN_KERAS_MODELS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Usage: bnn-keras import" in out.stdout and "Usage: bnn-keras inspect" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_tensorflow_log_line_reaches_the_user():
+    """TensorFlow's C++ start-up lines are dropped; BNN_KERAS_DEBUG=1 keeps them."""
+    from bnn_keras.cli.tf_logs import TF_LOG_LINE
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BNN_KERAS_MODELS", "BNN_KERAS_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
+    lines = {}
+    for debug in ("", "1"):
+        out = subprocess.run(_cli("models", "reactnet_18", "--input-shape", "32,32,3"),
+                             env={**env, "BNN_KERAS_DEBUG": debug} if debug else env,
+                             capture_output=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert b"reactnet_18" in out.stdout
+        lines[debug] = [line for line in (out.stdout + out.stderr).splitlines()
+                        if TF_LOG_LINE.match(line)]
+    assert lines[""] == [] and lines["1"], lines
+    assert TF_LOG_LINE.match(b"2026-12-02 00:39:25.038269: E external/local_xla/xla/"
+                             b"stream_executor/cuda/cuda_platform.cc:51] failed call")
+    assert not TF_LOG_LINE.match(b"error: LCE cannot convert model 'm': ...")
+
+
 def test_models_table(capsys):
     code, out, _ = run_main(["models", "reactnet_1*", "birealnet_18", "--input-shape",
                              "32,32,3", "--num-classes", "10"], capsys)

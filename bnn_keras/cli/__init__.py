@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 import bnn_keras
+from bnn_keras._env import PLUGINS_ENV
 from bnn_keras.cli.bench import bench
 from bnn_keras.cli.errors import run_cli
 from bnn_keras.cli.export import export
@@ -21,9 +24,10 @@ def cli() -> None:
 
     Models of your own: name the modules that register them in $BNN_KERAS_MODELS.
     """
-    from bnn_keras.models.registry import load_plugins
+    if os.environ.get(PLUGINS_ENV):  # the registry imports TensorFlow: only when needed
+        from bnn_keras.models.registry import load_plugins
 
-    load_plugins()
+        load_plugins()
 
 
 for command in (train, import_command, export, bench, models, eval_command, landscape,

@@ -16,8 +16,14 @@ INTERRUPTED = ("interrupted (a training run continues with `bnn-keras train --re
 def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     """Run ``group``; print bad input as ``error: ...`` (exit 1, usage errors exit 2).
 
-    Set ``BNN_KERAS_DEBUG=1`` to see the traceback of an unexpected error.
+    Set ``BNN_KERAS_DEBUG=1`` to see the traceback of an unexpected error (and
+    TensorFlow's start-up log lines, see :mod:`bnn_keras.cli.tf_logs`).
     """
+    from bnn_keras.cli.tf_logs import import_tensorflow_quietly
+
+    argv = sys.argv[1:] if args is None else args
+    if not {"-h", "--help", "--version"} & set(argv):  # those answer without TensorFlow
+        import_tensorflow_quietly()
     try:
         group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
     except click.exceptions.Abort as err:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import tf_keras as keras
 
+from bnn_keras._env import PLUGINS_ENV
 from bnn_keras.errors import BnnError
 
 Builder = Callable[..., keras.Model]
@@ -30,7 +31,6 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-PLUGINS_ENV = "BNN_KERAS_MODELS"
 
 
 def register(name: str, *, variants: Sequence[str], family: str, paper: str = ""):

@@ -7,18 +7,25 @@ Modules: :mod:`~bnn_keras.training.config` (``TrainConfig``), :mod:`~bnn_keras.t
 checkpoint a resume starts from).
 """
 
-from bnn_keras.training.agc import adaptive_clip, unitwise_norm
-from bnn_keras.training.callbacks import first_checkpoint_prefix, plot_curves
-from bnn_keras.training.config import TrainConfig
-from bnn_keras.training.distill import distribution_loss, load_teacher, multi_teacher_loss
-from bnn_keras.training.optim import WarmupCosine, WeightDecay, build_schedule
-from bnn_keras.training.recipes import load_recipe, recipe_config
-from bnn_keras.training.run import RunResult, last_checkpoint_prefix, train
-from bnn_keras.training.train_model import TrainingModel
-from bnn_keras.training.two_step import InitReport, init_from, set_real_weights
+import importlib
 
-__all__ = ["InitReport", "RunResult", "TrainConfig", "TrainingModel", "WarmupCosine",
-           "WeightDecay", "adaptive_clip", "build_schedule", "distribution_loss",
-           "first_checkpoint_prefix", "init_from", "last_checkpoint_prefix", "load_recipe",
-           "load_teacher", "multi_teacher_loss", "plot_curves", "recipe_config",
-           "set_real_weights", "train", "unitwise_norm"]
+#: public name -> the module defining it; imported on first use, so that reading a
+#: ``TrainConfig`` (as the CLI does to build its options) does not import TensorFlow
+_EXPORTS = {
+    "adaptive_clip": "agc", "unitwise_norm": "agc",
+    "first_checkpoint_prefix": "callbacks", "plot_curves": "callbacks",
+    "TrainConfig": "config",
+    "distribution_loss": "distill", "load_teacher": "distill", "multi_teacher_loss": "distill",
+    "WarmupCosine": "optim", "WeightDecay": "optim", "build_schedule": "optim",
+    "load_recipe": "recipes", "recipe_config": "recipes",
+    "RunResult": "run", "last_checkpoint_prefix": "run", "train": "run",
+    "TrainingModel": "train_model",
+    "InitReport": "two_step", "init_from": "two_step", "set_real_weights": "two_step",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
