@@ -96,6 +96,9 @@ def our_steps(name: str):
                             net, meta["num_classes"], meta["steps"],
                             teacher=teachers[-1] if teachers else None,
                             assistants=teachers[:-1])
+    # three steps run eagerly: tracing the step as a graph took most of a case's time
+    # (TensorFlow's graph building through the pure-Python protobuf larq-zoo pins)
+    trainer.run_eagerly = True
     losses = [float(trainer.train_on_batch(arrays["inputs"].astype(np.float64),
                                            arrays["labels"], return_dict=True)["loss"])
               for _ in range(meta["steps"])]

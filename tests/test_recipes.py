@@ -47,7 +47,7 @@ def test_every_recipe_resolves(path):
 def test_cifar_recipes_build_the_official_imagenet_stem(dataset):
     """BNN_NoBN builds ReActNet-18 with its 7x7/2 stem and max-pool on CIFAR too."""
     config = TrainConfig.from_dict(load_recipe(f"zoo/recipes/reactnet_18_bf_{dataset}.json"))
-    assert config.model_options == {"stem": "imagenet"}
+    assert config.model_options == {"stem": "imagenet", "init": "torch"}
     net = models.create(config.model, config.variant, 10, (32, 32, 3), **config.model_options)
     assert net.get_layer("stem_conv").kernel_size == (7, 7)
     assert net.get_layer("stem_pool").strides == (2, 2)
