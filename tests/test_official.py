@@ -29,8 +29,8 @@ EXPECTED = {
     "bnext-bnext_tiny-bn", "bnext-bnext_small-bn", "bnext-bnext_middle-bn",
     "bnext-bnext_large-bn",
 }
-#: 0.5 / 1.2 GB of weights: logits only, each in a fresh interpreter (its conversion is
-#: tested at full width in test_zoo)
+#: 0.5 / 1.2 GB of weights: logits only, each in a fresh interpreter (test_zoo converts
+#: them at full width with BNN_ZOO_LARGE=1)
 LARGE = ("bnext-bnext_middle-bn", "bnext-bnext_large-bn")
 TOLERANCE = 1e-3
 
