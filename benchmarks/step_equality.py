@@ -40,7 +40,8 @@ def row(name: str) -> str:
         keras.backend.set_floatx("float32")
     worst = max(errors, key=errors.get)
     loss_err = np.max(np.abs(np.array(losses) - arrays["losses"]) / np.abs(arrays["losses"]))
-    lr_err = np.max(np.abs(lrs - arrays["lrs"]) / np.abs(arrays["lrs"]))
+    # relative, except at a rate of 0 (the linear schedules' last epoch): absolute there
+    lr_err = np.max(np.abs(lrs - arrays["lrs"]) / np.maximum(np.abs(arrays["lrs"]), 1e-12))
     stage = f" stage {meta['stage']}" if meta["stage"] else ""
     return (f"| {name} | `{meta['recipe']}`{stage} | {len(errors)} | {errors[worst]:.1e} "
             f"(`{worst}`) | {loss_err:.1e} | {lr_err:.1e} |")
