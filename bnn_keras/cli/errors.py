@@ -22,7 +22,8 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     from bnn_keras.cli.tf_logs import import_tensorflow_quietly
 
     argv = sys.argv[1:] if args is None else args
-    if not {"-h", "--help", "--version"} & set(argv):  # those answer without TensorFlow
+    # help, the version and a bare `bnn-keras` (its help) answer without TensorFlow
+    if argv and not {"-h", "--help", "--version"} & set(argv):
         import_tensorflow_quietly()
     try:
         group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
