@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 # With as many test workers as cores (pytest-xdist, `-n 2` on 2 cores), each TensorFlow
-# gets its share of the cores instead of a thread pool per core each: two workers
-# oversubscribing 2 cores ran the same pair of deploy tests in 83 s, one thread each in
-# 72 s. Read when TensorFlow starts its runtime; subprocesses the tests start inherit it.
+# gets its share of the cores: thread pools of one per core in every worker oversubscribe
+# them. Read when TensorFlow starts its runtime; subprocesses the tests start inherit it.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     _share = str(max(1, (os.cpu_count() or 1) // _workers))
