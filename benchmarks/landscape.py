@@ -1,4 +1,5 @@
-"""Wall time of a loss-landscape grid (default: 21 x 21, reactnet_18 bf, 512 digits images).
+"""Wall time of a loss-landscape grid (default: 21 x 21, reactnet_18 bf, 512 digits images;
+``bnn-keras landscape``'s default is 11 x 11 on 128 images, ``--full`` this one).
 
     python benchmarks/landscape.py [--run runs/reactnet_18-bf-digits] [--points 21]
 
@@ -33,10 +34,14 @@ def main() -> None:
         model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
     x, y, _ = split_arrays("digits", "train", args.samples)
     start = time.time()
+
+    def progress(done: int, total: int) -> None:
+        if done % args.points == 0:
+            print(f"row {done // args.points}/{total // args.points} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+
     grid = loss_landscape(model, x, y, points=args.points, batch_size=args.batch_size,
-                          progress=lambda i, n: print(f"row {i}/{n} "
-                                                      f"({time.time() - start:.0f} s)",
-                                                      flush=True))
+                          progress=progress)
     evals = grid.loss.size
     print(f"model {model.name}, {evals} grid points x {len(y)} images, "
           f"{os.cpu_count()} CPU cores")

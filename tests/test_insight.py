@@ -82,8 +82,11 @@ def test_landscape_origin_is_the_models_loss_and_seed_fixes_grid(digits):
     assert grid.loss.shape == (3, 3)
     assert grid.loss[1, 1] == pytest.approx(expected, rel=1e-4)  # float32 batch sums
     assert not np.allclose(grid.loss, grid.loss[1, 1])  # the directions change something
-    again = loss_landscape(model, x, y, points=3, span=0.5, seed=7, batch_size=32)
+    calls = []
+    again = loss_landscape(model, x, y, points=3, span=0.5, seed=7, batch_size=32,
+                           progress=lambda done, total: calls.append((done, total)))
     np.testing.assert_allclose(again.loss, grid.loss, rtol=1e-6)
+    assert calls == [(i, 9) for i in range(1, 10)]  # after every grid point
     other = loss_landscape(model, x, y, points=3, span=0.5, seed=8, batch_size=32)
     assert not np.allclose(other.loss, grid.loss)
     for b, v in zip(before, model.weights):  # weights restored
@@ -126,6 +129,29 @@ def test_landscape_and_inspect_commands_write_pictures(run_dir, capsys):
     assert sum(r.startswith("block") for r in rows) == 2
     with Image.open(run_dir / "inspect" / "inspect.png") as img:
         assert img.size[0] > 300 and img.size[1] > 200
+
+
+def test_landscape_defaults_and_full_grid(run_dir, capsys, monkeypatch):
+    """The default grid is 11 x 11 on 128 images, ``--full`` 21 x 21 on 512, with a
+    progress bar on stderr."""
+    from bnn_keras.insight import landscape as lib
+
+    seen = []
+
+    def fake(model, x, y, *, points, progress, **kw):
+        seen.append((points, len(y)))
+        for done in range(1, points * points + 1):
+            progress(done, points * points)
+        return lib.Landscape(np.zeros(points), np.zeros(points), np.ones((points, points)),
+                             np.ones((points, points)), 0.0)
+
+    monkeypatch.setattr(lib, "loss_landscape", fake)
+    code, out, err = run_main(["landscape", str(run_dir)], capsys)
+    assert code == 0, err
+    assert "11x11 grid on 128 digits images" in out and "tiny-run" in err  # the bar's label
+    code, out, err = run_main(["landscape", str(run_dir), "--full"], capsys)
+    assert code == 0, err
+    assert seen == [(11, 128), (21, 512)]
 
 
 def test_sign_flip_ratio_counts_flips():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -39,22 +40,33 @@ def _odd(ctx, param, value):
     return value
 
 
+#: ``--full``: the grid and subset of Li et al.'s and BNext's landscape figures
+FULL_GRID = {"points": 21, "samples": 512}
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
+@click.option("--points", type=click.IntRange(min=3), default=11, show_default=True,
               callback=_odd, help="Grid points per axis: odd, so the origin is on the grid.")
 @click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="The grid covers [-span, span] on both directions.")
-@click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Fixed training images the loss is evaluated on.")
+@click.option("--full", is_flag=True,
+              help=f"The full grid: {FULL_GRID['points']}x{FULL_GRID['points']} points on "
+                   f"{FULL_GRID['samples']} images (about 14x the default's work).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--dataset", default=None, help="[default: each run's dataset]")
-def landscape(runs, points, span, samples, seed, dataset) -> None:
+def landscape(runs, points, span, samples, full, seed, dataset) -> None:
     """2-D loss landscapes around each RUN's weights (PNG contour + surface, .npz grid).
 
-    Files go to RUN/landscape/. All runs share axes and colour scale.
+    Files go to RUN/landscape/. All runs share axes and colour scale. A progress bar
+    with the time left goes to stderr.
     """
     from bnn_keras.insight.landscape import loss_landscape, plot_landscapes
+
+    if full:
+        points, samples = FULL_GRID["points"], FULL_GRID["samples"]
     from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
     from bnn_keras.io import load_keras_model
 
@@ -69,9 +81,11 @@ def landscape(runs, points, span, samples, seed, dataset) -> None:
         x, y, shape = split_arrays(ds, "train", samples)
         check_input_shape(model.input_shape[1:], shape, name, ds)
         click.echo(f"{name}: {points}x{points} grid on {len(y)} {ds} images")
-        grid = loss_landscape(
-            model, x, y, points=points, span=span, seed=seed,
-            progress=lambda i, n, name=name: click.echo(f"  {name}: row {i}/{n}"))
+        with click.progressbar(length=points * points, label=f"  {name}", show_eta=True,
+                               file=sys.stderr) as bar:
+            grid = loss_landscape(model, x, y, points=points, span=span, seed=seed,
+                                  progress=lambda done, total, bar=bar:
+                                  bar.update(done - bar.pos))
         out = source.run_dir / "landscape"
         out.mkdir(exist_ok=True)
         grid.save(out / "landscape.npz")

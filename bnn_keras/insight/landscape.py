@@ -71,6 +71,7 @@ def loss_landscape(model: keras.Model, images: np.ndarray, labels: np.ndarray, *
 
     The grid always contains the origin (``points`` is made odd), where the loss equals
     the trained model's loss on the same data. The model's weights are restored after.
+    ``progress(done, total)`` is called after each grid point.
 
     Example:
         ```python
@@ -119,8 +120,8 @@ def loss_landscape(model: keras.Model, images: np.ndarray, labels: np.ndarray, *
                     hits += float(batch_hits)
                 loss[i, j] = total / len(labels)
                 acc[i, j] = hits / len(labels)
-            if progress:
-                progress(i + 1, points)
+                if progress:
+                    progress(i * points + j + 1, points * points)
     finally:
         for v, w in zip(variables, origin):
             v.assign(w)
