@@ -23,7 +23,7 @@ import bnn_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 from bnn_keras import models
 from bnn_keras.bench.float_baseline import float_flatbuffer
 from bnn_keras.bench.local import benchmark_flatbuffer
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export import binary_conv_layers, convert, op_counts
 from bnn_keras.export.report import mac_figures, size_figures
 from bnn_keras.io import atomic_write_json
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         except BnnError as err:
             rows.append({"model": name, "error": str(err)})
         except Exception as err:  # noqa: BLE001 - report it and go on with the next model
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            first = first_line(err) if str(err).strip() else ""
             rows.append({"model": name, "error": f"{type(err).__name__}: {first}"})
         last = rows[-1]
         summary = (f"error: {last['error']}" if "error" in last else

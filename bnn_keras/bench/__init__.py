@@ -4,10 +4,13 @@
 
 from bnn_keras.bench.local import Latency, benchmark_flatbuffer
 from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
-from bnn_keras.bench.ssh import RemoteRun, SshTarget, benchmark_over_ssh
+from bnn_keras.bench.remote import RemoteOptions, RemoteRun, benchmark_over_ssh
+from bnn_keras.bench.spec import BenchSpec
+from bnn_keras.bench.ssh import SshTarget
 from bnn_keras.bench.table import BenchRow, format_table, known_accuracy, to_csv
 
 __all__ = [
-    "BenchRow", "BenchmarkOutput", "Latency", "RemoteRun", "SshTarget", "benchmark_flatbuffer",
-    "benchmark_over_ssh", "format_table", "known_accuracy", "parse_benchmark_output", "to_csv",
+    "BenchRow", "BenchSpec", "BenchmarkOutput", "Latency", "RemoteOptions", "RemoteRun",
+    "SshTarget", "benchmark_flatbuffer", "benchmark_over_ssh", "format_table",
+    "known_accuracy", "parse_benchmark_output", "to_csv",
 ]

@@ -75,6 +75,9 @@ def _timed(predict, x, count: int, min_secs: float) -> list[float]:
 def load_interpreter_class():
     """LCE's ``Interpreter`` without importing TensorFlow.
 
+    This runner builds the interpreter itself, not with bnn_keras's builder, because the
+    board has neither bnn_keras nor TensorFlow installed.
+
     ``larq_compute_engine/__init__.py`` imports the converter and so TensorFlow, which a
     board usually lacks; the interpreter itself needs only numpy, tqdm and its extension
     module. The package is registered empty (its ``__init__`` not run) before the

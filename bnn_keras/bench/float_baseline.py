@@ -16,7 +16,7 @@ import tempfile
 import tf_keras as keras
 
 from bnn_keras.bench.local import Latency, benchmark_flatbuffer
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 _PLAIN = (keras.layers.DepthwiseConv2D, keras.layers.Conv2D, keras.layers.Dense)
 
@@ -48,8 +48,7 @@ def float_model(model: keras.Model) -> keras.Model:
         floated = keras.models.clone_model(model, clone_function=clone)
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"cannot build the float baseline of {model.name!r}: "
-                       f"{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}"
-                       ) from None
+                       f"{first_line(err)}") from None
     for src, dst in zip(model.layers, floated.layers):
         weights = src.get_weights()
         target = dst.get_weights()
@@ -72,9 +71,8 @@ def float_flatbuffer(model: keras.Model) -> bytes:
             save_inference_graph(floated, directory)
             return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
     except Exception as err:  # noqa: BLE001
-        msg = str(err).strip().splitlines()
         raise BnnError(f"TFLite cannot convert the float baseline of {model.name!r}: "
-                       f"{msg[0][:200] if msg else type(err).__name__}") from None
+                       f"{first_line(err)}") from None
 
 
 def benchmark_float_baseline(model: keras.Model, *, threads: int = 1, runs: int = 50,

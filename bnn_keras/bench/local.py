@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.flatbuffer import check_flatbuffer
 
 
@@ -29,6 +29,18 @@ class Latency:
         return asdict(self)
 
 
+def _interpreter(flatbuffer: bytes, threads: int, use_indirect_bgemm: bool,
+                 use_xnnpack: bool):
+    """LCE's interpreter on ``flatbuffer``, or a one-line :class:`BnnError`."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    try:
+        return Interpreter(flatbuffer, num_threads=threads,
+                           use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
+    except Exception as err:  # noqa: BLE001
+        raise BnnError(f"LCE's interpreter cannot load the model: {first_line(err)}") from None
+
+
 def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
                          warmup: int = 5, use_indirect_bgemm: bool = False,
                          use_xnnpack: bool = False, seed: int = 0) -> Latency:
@@ -43,16 +55,10 @@ def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
     if threads < 1 or runs < 1 or warmup < 0:
         raise BnnError("threads and runs must be >= 1 and warmup >= 0")
     check_flatbuffer(flatbuffer)
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    import larq_compute_engine.tflite.python.interpreter  # noqa: F401  (init_ms: not the import)
 
     start = time.perf_counter()
-    try:
-        interpreter = Interpreter(flatbuffer, num_threads=threads,
-                                  use_indirect_bgemm=use_indirect_bgemm,
-                                  use_xnnpack=use_xnnpack)
-    except Exception as err:  # noqa: BLE001
-        raise BnnError(f"LCE's interpreter cannot load the model: "
-                       f"{str(err).splitlines()[0][:200]}") from None
+    interpreter = _interpreter(flatbuffer, threads, use_indirect_bgemm, use_xnnpack)
     shape = interpreter.input_shapes[0]
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     init_ms = (time.perf_counter() - start) * 1e3

@@ -1,15 +1,17 @@
-"""Benchmarks on a board over SSH, with the system ``ssh`` and ``scp``.
+"""The SSH transport to a board, with the system ``ssh`` and ``scp``: one master
+connection, a scratch directory, copies and remote commands with a time limit.
 
 Every remote command is a list of arguments joined with :func:`shlex.join`, so that
 each argument reaches the remote shell as one single-quoted word: no path or option
-value can inject a command. Models are copied under fixed names (``model-0.tflite``,
-...) into a directory made by ``mktemp -d`` on the board and removed afterwards, so
-local file names never reach the remote shell at all.
+value can inject a command. Files are copied under fixed names into a directory made
+by ``mktemp -d`` on the board and removed afterwards, so local file names never reach
+the remote shell at all.
 
-A benchmark run records its process group on the board and, when it exceeds its time
-limit, the whole group is killed there (closing the local ``ssh`` alone would leave the
-tool running on the board). A board whose sshd has no sftp subsystem (which ``scp`` uses
-by default since OpenSSH 9.0) gets its files streamed through ``ssh`` and ``cat``.
+A killable command records its process group on the board and, when it exceeds its
+time limit, the whole group is killed there (closing the local ``ssh`` alone would leave
+the command running on the board). A board whose sshd has no sftp subsystem (which
+``scp`` uses by default since OpenSSH 9.0) gets its files streamed through ``ssh`` and
+``cat``.
 """
 
 from __future__ import annotations
@@ -22,15 +24,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
 from bnn_keras.errors import BnnError
 
-DEFAULT_BINARY = "lce_benchmark_model"
-RUNNER_SCRIPT = Path(__file__).resolve().with_name("board_runner.py")
 _TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._:%\[\]-]+)$")
 _SAFE_REMOTE_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
 # $1: where to write the process group; the rest: the command, exec'ed in this group (sshd
@@ -40,12 +39,6 @@ _IN_GROUP = ('f=$1; shift; g=$(cut -d" " -f5 "/proc/$$/stat" 2>/dev/null); '
 _KILL_GROUP = ('g=$(cat "$1" 2>/dev/null) || exit 0; kill -TERM -"$g" 2>/dev/null; sleep 1; '
                'kill -KILL -"$g" 2>/dev/null; exit 0')
 
-
-def runner_script() -> Path:
-    """The board-side Python runner (``deploy/lce_bench_runner.py`` links to it)."""
-    if RUNNER_SCRIPT.is_file():
-        return RUNNER_SCRIPT
-    raise BnnError(f"the board-side runner {RUNNER_SCRIPT} is missing (broken install?)")
 
 
 @dataclass
@@ -113,6 +106,12 @@ class RemoteTimeout(BnnError):
     """A remote command ran past its time limit."""
 
 
+def last_line(text: str, default: str, limit: int = 200) -> str:
+    """The last non-empty line of ``text`` (a command's error output), or ``default``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else default)[:limit]
+
+
 def _run(argv: list[str], timeout: float, what: str, target: SshTarget, stdin=None,
          status_255_unreachable: bool = True) -> subprocess.CompletedProcess:
     """Run ``argv`` (ssh or scp); exit status 255 is ssh's "cannot connect" unless
@@ -126,23 +125,10 @@ def _run(argv: list[str], timeout: float, what: str, target: SshTarget, stdin=No
         raise RemoteTimeout(f"{what} on {target.destination} timed out after {timeout:.0f} s"
                             ) from None
     if proc.returncode == 255 and status_255_unreachable:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        reason = lines[-1].strip() if lines else "ssh exited with status 255"
+        reason = last_line(proc.stderr, "ssh exited with status 255")
         raise BnnError(f"cannot reach {target.destination} port {target.port} over SSH: "
-                       f"{reason[:200]}")
+                       f"{reason}")
     return proc
-
-
-@dataclass
-class RemoteRun:
-    """One model at one thread count on the board."""
-
-    model: str
-    threads: int
-    runner: str
-    output: BenchmarkOutput
-    raw: str
-    float_output: BenchmarkOutput | None = None
 
 
 class RemoteSession:
@@ -178,11 +164,10 @@ class RemoteSession:
         deadline = time.monotonic() + t.connect_timeout + 30
         while not os.path.exists(control):
             if self._master.poll() is not None:
-                lines = [x.strip() for x in Path(log).read_text(errors="replace").splitlines()
-                         if x.strip()]
-                reason = lines[-1] if lines else f"ssh exited with status {self._master.returncode}"
+                reason = last_line(Path(log).read_text(errors="replace"),
+                                    f"ssh exited with status {self._master.returncode}")
                 raise BnnError(f"cannot reach {t.destination} port {t.port} over SSH: "
-                               f"{reason[:200]}")
+                               f"{reason}")
             if time.monotonic() > deadline:
                 raise BnnError(f"connecting to {t.destination} port {t.port} timed out after "
                                f"{t.connect_timeout + 30:.0f} s")
@@ -232,9 +217,9 @@ class RemoteSession:
                             what="connecting")
             path = proc.stdout.strip()
             if proc.returncode != 0 or not _SAFE_REMOTE_DIR.match(path):
-                err = (proc.stderr.strip().splitlines() or [path or "no output"])[-1]
+                err = last_line(proc.stderr, path or "no output")
                 raise BnnError(f"cannot create a scratch directory on "
-                               f"{self.target.destination}: {err[:200]}")
+                               f"{self.target.destination}: {err}")
         except BaseException:
             self._stop_master()
             raise
@@ -261,118 +246,12 @@ class RemoteSession:
         proc = _run(self.target.scp_argv(Path(local), remote), self.timeout, "copying",
                     self.target, status_255_unreachable=False)
         if proc.returncode != 0:  # e.g. no sftp subsystem on the board: stream it instead
-            scp_error = (proc.stderr.strip().splitlines() or ["scp failed"])[-1]
+            scp_error = last_line(proc.stderr, "scp failed", 150)
             with open(local, "rb") as f:
                 proc = _run(self.target.ssh_argv(["sh", "-c", 'cat > "$1"', "sh", remote]),
                             self.timeout, "copying", self.target, stdin=f)
             if proc.returncode != 0:
-                err = (proc.stderr.strip().splitlines() or ["cat failed"])[-1]
+                err = last_line(proc.stderr, "cat failed", 150)
                 raise BnnError(f"cannot copy {local} to {self.target.destination}: scp: "
-                               f"{scp_error[:150]}; ssh and cat: {err[:150]}")
+                               f"{scp_error}; ssh and cat: {err}")
         return remote
-
-    def find_runner(self, binary: str | None, python: str, runner: str) -> tuple[str, list[str]]:
-        """Which benchmark tool the board has: ``("binary", argv0)`` or ``("python", argv0)``.
-
-        ``runner`` is ``auto`` (the binary, else the Python runner), ``binary`` or
-        ``python``.
-        """
-        tool = binary or DEFAULT_BINARY
-        # `command -v` finds names on PATH; a path must be an executable file.
-        probe_tool = (f"[ -f {shlex.quote(tool)} ] && [ -x {shlex.quote(tool)} ]" if "/" in tool
-                      else f"command -v {shlex.quote(tool)} >/dev/null 2>&1")
-        check = ("import importlib.util as u, sys; "
-                 "sys.exit(not all(map(u.find_spec, ('larq_compute_engine', 'numpy'))))")
-        probe_py = f"{shlex.quote(python)} -c {shlex.quote(check)} >/dev/null 2>&1"
-        script = (f"if {probe_tool}; then echo binary; fi; "
-                  f"if {probe_py}; then echo python; fi; echo done")
-        proc = self.run(["sh", "-c", script], timeout=self.target.connect_timeout + 60,
-                        what="probing the board")
-        found = set(proc.stdout.split())
-        if "done" not in found:
-            raise BnnError(f"cannot probe {self.target.destination}: "
-                           f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}")
-        where = self.target.destination
-        if runner in ("auto", "binary") and "binary" in found:
-            return "binary", [tool]
-        if runner == "binary":
-            raise BnnError(f"{where} has no benchmark tool: {tool!r} is not "
-                           f"{'an executable file' if '/' in tool else 'on PATH'} "
-                           "(see deploy/README.md, or pass --binary PATH)")
-        if "python" in found:
-            remote = self.copy(runner_script(), "lce_bench_runner.py")
-            return "python", [python, remote]
-        if runner == "python":
-            raise BnnError(f"{where} has no Python with larq_compute_engine and numpy "
-                           f"({python!r}; see deploy/README.md)")
-        raise BnnError(f"{where} has no benchmark tool: {tool!r} is not "
-                       f"{'an executable file' if '/' in tool else 'on PATH'} and "
-                       f"{python!r} cannot import larq_compute_engine (see deploy/README.md, "
-                       "or pass --binary PATH)")
-
-
-def benchmark_over_ssh(target: SshTarget, models: Sequence[str | Path], *,
-                       threads: Sequence[int] = (1,), runs: int = 50, warmup: int = 5,
-                       use_indirect_bgemm: bool = False, binary: str | None = None,
-                       python: str = "python3", runner: str = "auto",
-                       float_models: Mapping[str, str | Path] | None = None,
-                       timeout: float = 600.0) -> list[RemoteRun]:
-    """Copy each model to the board, run the benchmark tool there for each thread count
-    and parse its output.
-
-    Args:
-        target: the board.
-        models: local ``.tflite`` files (checked before anything is copied).
-        threads: thread counts, one run each.
-        runs, warmup: ``--num_runs`` and ``--warmup_runs`` of the tool.
-        use_indirect_bgemm: ``--use_indirect_bgemm=true``.
-        binary: the tool on the board (a name on PATH or a path) [lce_benchmark_model].
-        python: the board's Python for the fallback runner (``deploy/lce_bench_runner.py``).
-        runner: ``auto``, ``binary`` or ``python``.
-        float_models: ``str(model)`` -> its float-baseline ``.tflite``, run with
-            ``--use_xnnpack=true`` at the same thread counts.
-        timeout: seconds allowed for each remote run.
-    """
-    from bnn_keras.export import read_flatbuffer
-
-    if runner not in ("auto", "binary", "python"):
-        raise BnnError(f"runner must be auto, binary or python, got {runner!r}")
-    float_models = dict(float_models or {})
-    for model in [*models, *float_models.values()]:
-        read_flatbuffer(model)  # a missing or non-model file fails here, not on the board
-    results: list[RemoteRun] = []
-    with RemoteSession(target, timeout=timeout) as session:
-        kind, tool = session.find_runner(binary, python, runner)
-        label = "lce_benchmark_model" if kind == "binary" else "python-runner"
-
-        def measure(model, remote: str, n: int, xnnpack: bool) -> tuple[BenchmarkOutput, str]:
-            argv = [*tool, f"--graph={remote}", f"--num_threads={n}",
-                    f"--num_runs={runs}", f"--warmup_runs={warmup}",
-                    f"--use_indirect_bgemm={'true' if use_indirect_bgemm else 'false'}"]
-            if xnnpack:
-                argv.append("--use_xnnpack=true")
-            proc = session.run_killable(argv, what=f"benchmarking {model}")
-            text = proc.stdout + "\n" + proc.stderr
-            try:
-                output = parse_benchmark_output(text)
-            except BnnError as err:
-                status = f" (exit status {proc.returncode})" if proc.returncode else ""
-                raise BnnError(f"{model} on {target.destination}{status}: {err}") from None
-            if proc.returncode != 0:
-                raise BnnError(f"{model} on {target.destination}: the benchmark tool exited "
-                               f"with status {proc.returncode}")
-            return output, text
-
-        for index, model in enumerate(models):
-            remote = session.copy(model, f"model-{index}.tflite")
-            float_remote = None
-            if str(model) in float_models:
-                float_remote = session.copy(float_models[str(model)], f"float-{index}.tflite")
-            for n in threads:
-                output, text = measure(model, remote, n, False)
-                run = RemoteRun(str(model), n, label, output, text)
-                if float_remote:
-                    run.float_output, _ = measure(f"{model} (float baseline)", float_remote,
-                                                  n, True)
-                results.append(run)
-    return results

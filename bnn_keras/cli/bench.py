@@ -73,29 +73,24 @@ def _keras_beside(tflite: Path, explicit: str | None):
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a latency-versus-accuracy plot (accuracies from run folders).")
-def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, keras_path,
-          ssh_target, port, identity, known_hosts, ssh_options, connect_timeout, timeout,
-          binary, runner, python, as_json, as_csv, plot) -> None:
+def bench(model_paths: tuple[str, ...], **options) -> None:
     """Latency of MODEL_PATHS (.tflite, batch size 1).
 
     Locally with LCE's interpreter; with --ssh on the board: each model is copied there,
     measured with lce_benchmark_model (or, failing that, deploy/lce_bench_runner.py on
     the board's Python with the LCE wheel) and the output parsed into a table.
     """
-    from bnn_keras.bench.table import format_table, known_accuracy, plot_latency_accuracy
+    from bnn_keras.bench.remote import RemoteOptions
+    from bnn_keras.bench.spec import BenchSpec
+    from bnn_keras.bench.table import known_accuracy
     from bnn_keras.export import read_flatbuffer
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv exclude each other")
-    if keras_path and (len(model_paths) > 1 or not float_baseline):
-        raise click.UsageError("--keras goes with --float-baseline and a single MODEL_PATH")
-    if not ssh_target:
-        for name, value in (("--binary", binary), ("--identity", identity),
-                            ("--known-hosts", known_hosts)):
-            if value:
-                raise click.UsageError(f"{name} needs --ssh")
+    _check_options(model_paths, options)
+    spec = BenchSpec(threads=options["threads"], runs=options["runs"],
+                     warmup=options["warmup"], use_indirect_bgemm=options["indirect_bgemm"])
     sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
-    if not ssh_target:  # the interpreter runs in this process: a crash must not kill it
+    target = _ssh_target(options)
+    if target is None:  # the interpreter runs in this process: a crash must not kill it
         from bnn_keras.export.convert import probe_in_subprocess
 
         for path in model_paths:
@@ -103,49 +98,87 @@ def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, ke
 
     with tempfile.TemporaryDirectory(prefix="bnn-keras-bench-") as tmp:
         floats = {}
-        if float_baseline:
-            from bnn_keras.bench.float_baseline import float_flatbuffer
-
-            for i, path in enumerate(model_paths):
-                fb = float_flatbuffer(_keras_beside(Path(path), keras_path))
-                floats[path] = Path(tmp) / f"float-{i}.tflite"
-                floats[path].write_bytes(fb)
-        if ssh_target:
-            rows = _remote_rows(model_paths, sizes, floats, threads, runs, warmup,
-                                indirect_bgemm, ssh_target, port, identity, known_hosts,
-                                ssh_options, connect_timeout, timeout, binary, runner, python)
+        if options["float_baseline"]:
+            floats = _float_baselines(model_paths, options["keras_path"], Path(tmp))
+        if target is None:
+            rows = _local_rows(model_paths, sizes, floats, spec)
         else:
-            rows = _local_rows(model_paths, sizes, floats, threads, runs, warmup,
-                               indirect_bgemm)
+            remote = RemoteOptions(binary=options["binary"], python=options["python"],
+                                   runner=options["runner"], timeout=options["timeout"])
+            rows = _remote_rows(model_paths, sizes, floats, spec, target, remote)
     for row in rows:
         row.accuracy = known_accuracy(row.model)
+    _echo_rows(model_paths, rows, spec, options)
 
-    if as_json:
+
+def _check_options(model_paths: tuple[str, ...], options: dict) -> None:
+    """Usage errors: options that exclude each other or need another one."""
+    if options["as_json"] and options["as_csv"]:
+        raise click.UsageError("--json and --csv exclude each other")
+    if options["keras_path"] and (len(model_paths) > 1 or not options["float_baseline"]):
+        raise click.UsageError("--keras goes with --float-baseline and a single MODEL_PATH")
+    if not options["ssh_target"]:
+        for name, key in (("--binary", "binary"), ("--identity", "identity"),
+                          ("--known-hosts", "known_hosts")):
+            if options[key]:
+                raise click.UsageError(f"{name} needs --ssh")
+
+
+def _ssh_target(options: dict):
+    """The board of ``--ssh`` and the SSH options, or None to benchmark locally."""
+    from bnn_keras.bench.ssh import SshTarget
+
+    if not options["ssh_target"]:
+        return None
+    return SshTarget.parse(options["ssh_target"], port=options["port"],
+                           identity=options["identity"], known_hosts=options["known_hosts"],
+                           connect_timeout=options["connect_timeout"],
+                           options=list(options["ssh_options"]))
+
+
+def _float_baselines(model_paths: tuple[str, ...], keras_path: str | None,
+                     directory: Path) -> dict[str, Path]:
+    """Each model's float baseline as a ``.tflite`` in ``directory``."""
+    from bnn_keras.bench.float_baseline import float_flatbuffer
+
+    floats = {}
+    for i, path in enumerate(model_paths):
+        floats[path] = directory / f"float-{i}.tflite"
+        floats[path].write_bytes(float_flatbuffer(_keras_beside(Path(path), keras_path)))
+    return floats
+
+
+def _echo_rows(model_paths: tuple[str, ...], rows, spec, options: dict) -> None:
+    """Print the rows (JSON, CSV or a table under a one-line header) and write the plot."""
+    from bnn_keras.bench.table import format_table, plot_latency_accuracy, to_csv
+
+    plot = options["plot"]
+    if options["as_json"]:
         data = [row.as_dict() for row in rows]
         click.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
-    elif as_csv:
-        from bnn_keras.bench.table import to_csv
-
+    elif options["as_csv"]:
         click.echo(to_csv(rows), nl=False)
     else:
         import platform
 
         arm = platform.machine().lower() in ("aarch64", "arm64")
-        where = ssh_target or (f"this machine ({platform.machine()}, LCE interpreter"
-                               f"{'' if arm else '; off ARM: not board latency'})")
-        click.echo(f"{len(model_paths)} model(s) on {where}: {runs} runs, {warmup} warm-up, "
-                   f"threads {','.join(map(str, threads))}")
+        where = options["ssh_target"] or (
+            f"this machine ({platform.machine()}, LCE interpreter"
+            f"{'' if arm else '; off ARM: not board latency'})")
+        click.echo(f"{len(model_paths)} model(s) on {where}: {spec.runs} runs, "
+                   f"{spec.warmup} warm-up, threads {','.join(map(str, spec.threads))}")
         click.echo(format_table(rows))
     if plot:
         if plot_latency_accuracy(rows, plot):
-            if not (as_json or as_csv):
+            if not (options["as_json"] or options["as_csv"]):
                 click.echo(f"plot: {plot}")
         else:
             click.echo("warning: no accuracy known for these models (no run folder "
                        "metrics.json or .report.json beside them): no plot written", err=True)
 
 
-def _local_rows(model_paths, sizes, floats, threads, runs, warmup, indirect_bgemm):
+def _local_rows(model_paths, sizes, floats, spec):
+    """One row per model and thread count, measured here with LCE's interpreter."""
     from bnn_keras.bench import benchmark_flatbuffer
     from bnn_keras.bench.table import row_from_latency
     from bnn_keras.export import read_flatbuffer
@@ -153,33 +186,27 @@ def _local_rows(model_paths, sizes, floats, threads, runs, warmup, indirect_bgem
     rows = []
     for path in model_paths:
         flatbuffer = read_flatbuffer(path)
-        for n in threads:
-            latency = benchmark_flatbuffer(flatbuffer, threads=n, runs=runs, warmup=warmup,
-                                           use_indirect_bgemm=indirect_bgemm)
+        for n in spec.threads:
+            latency = benchmark_flatbuffer(flatbuffer, threads=n, runs=spec.runs,
+                                           warmup=spec.warmup,
+                                           use_indirect_bgemm=spec.use_indirect_bgemm)
             row = row_from_latency(path, latency, size_bytes=sizes[path])
             if path in floats:
                 fb = floats[path].read_bytes()
-                base = benchmark_flatbuffer(fb, threads=n, runs=runs, warmup=warmup,
+                base = benchmark_flatbuffer(fb, threads=n, runs=spec.runs, warmup=spec.warmup,
                                             use_xnnpack=True)
                 row.float_avg_ms, row.float_size_bytes = base.mean_ms, len(fb)
             rows.append(row)
     return rows
 
 
-def _remote_rows(model_paths, sizes, floats, threads, runs, warmup, indirect_bgemm,
-                 ssh_target, port, identity, known_hosts, ssh_options, connect_timeout,
-                 timeout, binary, runner, python):
-    from bnn_keras.bench.ssh import SshTarget, benchmark_over_ssh
+def _remote_rows(model_paths, sizes, floats, spec, target, remote):
+    """One row per model and thread count, measured on the board ``target``."""
+    from bnn_keras.bench.remote import benchmark_over_ssh
     from bnn_keras.bench.table import row_from_output
 
-    target = SshTarget.parse(ssh_target, port=port, identity=identity,
-                             known_hosts=known_hosts, connect_timeout=connect_timeout,
-                             options=list(ssh_options))
-    results = benchmark_over_ssh(target, model_paths, threads=threads, runs=runs,
-                                 warmup=warmup, use_indirect_bgemm=indirect_bgemm,
-                                 binary=binary, python=python, runner=runner,
-                                 float_models={str(k): v for k, v in floats.items()},
-                                 timeout=timeout)
+    results = benchmark_over_ssh(target, model_paths, spec, remote,
+                                 float_models={str(k): v for k, v in floats.items()})
     rows = []
     for result in results:
         row = row_from_output(result.model, target.destination, result.runner, result.threads,

@@ -261,7 +261,7 @@ def read_flatbuffer(path: str | os.PathLike) -> bytes:
 
 
 def _probe_argv(path: Path) -> list[str]:
-    from bnn_keras.bench.ssh import runner_script
+    from bnn_keras.bench.remote import runner_script
 
     return [sys.executable, str(runner_script()), f"--graph={path}", "--num_threads=1",
             "--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0"]
