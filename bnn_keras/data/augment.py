@@ -13,14 +13,8 @@ Every function takes a single image ``(H, W, C)``; pixel values are float32 in
   timm's ``int(size / crop_pct)`` with bicubic resizing, BNext's evaluation).
 * :func:`lighting` - AlexNet's PCA colour noise as ReActNet, BNN_NoBN and Bi-Real Net apply
   it (``Lighting(0.1)`` on the uint8 crop).
-* :func:`rand_augment` - RandAugment (Cubuk et al. 2020) as timm's ``rand-m7-mstd0.5``
-  policy that BNext uses: ``num_layers`` random ops per image, each at a magnitude drawn
-  from ``N(magnitude, magnitude_std)`` clipped to ``[0, 10]``, each applied with
-  probability 0.5, and magnitudes that grow with the number for the ops whose strength
-  is monotone ("inc" ops).
-
-No library that installs beside our pins offers RandAugment for ``tf.data`` with Keras 2
-(tf-models-official pulls TensorFlow 2.20), so it is implemented here with plain TF ops.
+* :func:`rand_augment` - RandAugment as timm's ``rand-m7-mstd0.5-inc1`` that BNext trains
+  with (:mod:`bnn_keras.data.randaugment`, which says why it is not tf-models-official's).
 """
 
 from __future__ import annotations
@@ -30,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from bnn_keras.data.randaugment import RAND_AUGMENT_OPS, rand_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,8 +42,6 @@ IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                        (-0.5808, -0.0045, -0.8140),
                        (-0.5836, -0.6948, 0.4203))
-
-MAX_LEVEL = 10.0
 
 
 def normalize(image: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
@@ -174,13 +168,10 @@ def pil_resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
     (inside ``tf.data`` through ``tf.numpy_function``), returning uint8.
 
     This is what torchvision's and timm's ``Resize`` do to a PIL image, to the level;
-    ``tf.image.resize(method="bicubic", antialias=True)`` is not (on the test fixture's
-    300x257 image, 224 at crop_pct 0.95: up to 1.8 levels apart, 0.29 on average; up to 6
-    on pure noise), mostly from PIL's rounding to uint8 between its horizontal and vertical
-    passes. The cost is about the same on CPU (6.5-6.8 vs 5.1-5.6 ms per 375x500 image, two
-    parallel calls, this 2-core machine); but the step is a Python call, which takes the
-    GIL around it and cannot run where the pipeline leaves this process (a tf.data
-    service, a TPU host that is another machine).
+    ``tf.image.resize(method="bicubic", antialias=True)`` is not (up to a few levels apart,
+    mostly from PIL's rounding to uint8 between its horizontal and vertical passes). The
+    step is a Python call: it holds the GIL and cannot run where the pipeline leaves this
+    process (a tf.data service, a remote TPU host).
     """
     from PIL import Image
 
@@ -227,178 +218,8 @@ def resize_center_crop(image: tf.Tensor, size: int = 224, resize: int = 256,
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-# ---------------------------------------------------------------- RandAugment ops
-# Each op maps (image in [0, 255] float32, level in [0, 10]) to an image in [0, 255].
-
-def _blend(a: tf.Tensor, b: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-    """``a + factor * (b - a)``, clipped to [0, 255] (PIL's ImageEnhance semantics)."""
-    return tf.clip_by_value(a + factor * (b - a), 0.0, 255.0)
-
-
-def _grey(image: tf.Tensor) -> tf.Tensor:
-    return tf.image.rgb_to_grayscale(image) * tf.ones([1, 1, 3])
-
-
-def _signed(value: tf.Tensor) -> tf.Tensor:
-    return tf.where(tf.random.uniform([]) < 0.5, -value, value)
-
-
-def _enhance_factor(level):  # timm: 1 + U{-1,1} * level/10 * 0.9
-    return 1.0 + _signed(level / MAX_LEVEL * 0.9)
-
-
-def _affine(image: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
-    """Apply a projective transform (8 params, output -> input mapping), fill 128."""
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
-        interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=128.0)
-    return out[0]
-
-
-def _center_transform(image, a, b, c, d) -> tf.Tensor:
-    """A linear map about the image centre as the 8 params of a projective transform."""
-    h = tf.cast(tf.shape(image)[0], tf.float32)
-    w = tf.cast(tf.shape(image)[1], tf.float32)
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    return tf.stack([a, b, cx - a * cx - b * cy, c, d, cy - c * cx - d * cy, 0.0, 0.0])
-
-
-def _identity(image, level):
-    return image
-
-
-def _auto_contrast(image, level):
-    lo = tf.reduce_min(image, axis=[0, 1], keepdims=True)
-    hi = tf.reduce_max(image, axis=[0, 1], keepdims=True)
-    scale = tf.where(hi > lo, 255.0 / tf.maximum(hi - lo, 1e-3), 1.0)
-    offset = tf.where(hi > lo, lo, 0.0)
-    return tf.clip_by_value((image - offset) * scale, 0.0, 255.0)
-
-
-def _equalize(image, level):
-    def channel(c):
-        c_int = tf.cast(c, tf.int32)
-        hist = tf.math.bincount(tf.reshape(c_int, [-1]), minlength=256, maxlength=256)
-        nonzero = tf.boolean_mask(hist, hist > 0)
-        step = (tf.reduce_sum(nonzero) - nonzero[-1]) // 255
-
-        def equal():
-            lut = (tf.cumsum(hist) + step // 2) // tf.maximum(step, 1)
-            lut = tf.clip_by_value(tf.concat([[0], lut[:-1]], 0), 0, 255)
-            return tf.cast(tf.gather(lut, c_int), tf.float32)
-
-        return tf.cond(step > 0, equal, lambda: c)
-
-    image = tf.round(tf.clip_by_value(image, 0.0, 255.0))
-    return tf.stack([channel(image[..., i]) for i in range(3)], axis=-1)
-
-
-def _invert(image, level):
-    return 255.0 - image
-
-
-def _rotate(image, level):
-    angle = _signed(level / MAX_LEVEL * 30.0) * math.pi / 180.0
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    return _affine(image, _center_transform(image, cos, -sin, sin, cos))
-
-
-def _posterize(image, level):  # timm "inc": bits = 4 - int(level/10 * 4)
-    bits = 4 - tf.cast(level / MAX_LEVEL * 4.0, tf.int32)
-    shift = tf.cast(8 - tf.clip_by_value(bits, 1, 8), tf.uint8)
-    as_int = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
-    return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(as_int, shift), shift),
-                   tf.float32)
-
-
-def _solarize(image, level):  # "inc": threshold = 256 - level/10 * 256
-    threshold = 256.0 - level / MAX_LEVEL * 256.0
-    return tf.where(image >= threshold, 255.0 - image, image)
-
-
-def _solarize_add(image, level):
-    added = tf.clip_by_value(image + level / MAX_LEVEL * 110.0, 0.0, 255.0)
-    return tf.where(image < 128.0, added, image)
-
-
-def _color(image, level):
-    return _blend(_grey(image), image, _enhance_factor(level))
-
-
-def _contrast(image, level):
-    mean = tf.reduce_mean(tf.image.rgb_to_grayscale(image))
-    return _blend(tf.fill(tf.shape(image), mean), image, _enhance_factor(level))
-
-
-def _brightness(image, level):
-    return _blend(tf.zeros_like(image), image, _enhance_factor(level))
-
-
-def _sharpness(image, level):
-    kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    blurred = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "VALID")[0]
-    # PIL keeps the border pixels unchanged
-    degenerate = tf.pad(blurred, [[1, 1], [1, 1], [0, 0]])
-    mask = tf.pad(tf.ones_like(blurred), [[1, 1], [1, 1], [0, 0]])
-    degenerate = mask * degenerate + (1 - mask) * image
-    return _blend(degenerate, image, _enhance_factor(level))
-
-
-def _shear_x(image, level):
-    s = _signed(level / MAX_LEVEL * 0.3)
-    return _affine(image, tf.stack([1.0, s, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
-
-
-def _shear_y(image, level):
-    s = _signed(level / MAX_LEVEL * 0.3)
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, s, 1.0, 0.0, 0.0, 0.0]))
-
-
-def _translate_x(image, level):  # fraction of the width, 0.45 at level 10
-    shift = _signed(level / MAX_LEVEL * 0.45) * tf.cast(tf.shape(image)[1], tf.float32)
-    return _affine(image, tf.stack([1.0, 0.0, shift, 0.0, 1.0, 0.0, 0.0, 0.0]))
-
-
-def _translate_y(image, level):
-    shift = _signed(level / MAX_LEVEL * 0.45) * tf.cast(tf.shape(image)[0], tf.float32)
-    return _affine(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, shift, 0.0, 0.0]))
-
-
-RAND_AUGMENT_OPS = {
-    "AutoContrast": _auto_contrast, "Equalize": _equalize, "Invert": _invert,
-    "Rotate": _rotate, "PosterizeIncreasing": _posterize, "SolarizeIncreasing": _solarize,
-    "SolarizeAdd": _solarize_add, "Color": _color, "Contrast": _contrast,
-    "Brightness": _brightness, "Sharpness": _sharpness, "ShearX": _shear_x,
-    "ShearY": _shear_y, "TranslateX": _translate_x, "TranslateY": _translate_y,
-}
-"""timm's RandAugment op set (``inc1``: increasing posterize/solarize), by name."""
-
-
-def rand_augment(image: tf.Tensor, num_layers: int = 2, magnitude: float = 7.0,
-                 magnitude_std: float = 0.5, prob: float = 0.5,
-                 ops: Sequence[str] | None = None) -> tf.Tensor:
-    """RandAugment: ``num_layers`` ops drawn uniformly (with replacement), each applied with
-    probability ``prob`` at a magnitude ``~ N(magnitude, magnitude_std)`` clipped to
-    ``[0, 10]``. ``image`` is ``(H, W, 3)`` in ``[0, 255]``; the result has the same shape
-    and range (float32).
-
-    Example:
-        ```python
-        ds = ds.map(lambda x, y: (rand_augment(x, 2, 7.0, 0.5), y))
-        ```
-    """
-    names = list(ops or RAND_AUGMENT_OPS)
-    fns = [RAND_AUGMENT_OPS[n] for n in names]
-    image = tf.cast(tf.convert_to_tensor(image), tf.float32)
-    static_shape = image.shape
-    for _ in range(num_layers):
-        index = tf.random.uniform([], 0, len(fns), dtype=tf.int32)
-        level = tf.clip_by_value(magnitude + magnitude_std * tf.random.normal([]), 0.0, MAX_LEVEL)
-        if magnitude_std <= 0:
-            level = tf.constant(float(magnitude))
-        branches = [lambda f=f, x=image, m=level: f(x, m) for f in fns]
-        applied = tf.switch_case(index, branches)
-        image = tf.cond(tf.random.uniform([]) < prob, lambda a=applied: a, lambda i=image: i)
-        image = tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), static_shape)
-    return image
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "DEFAULT_CROP_PCT",
+           "IMAGENET_MEAN", "IMAGENET_PCA_EIGVAL", "IMAGENET_PCA_EIGVEC", "IMAGENET_STD",
+           "INTERPOLATIONS", "RAND_AUGMENT_OPS", "eval_resize_size", "lighting", "normalize",
+           "pad_crop_flip", "pil_resize", "rand_augment", "random_resized_crop",
+           "resize_center_crop", "to_uint8"]
