@@ -96,7 +96,7 @@ def bench(model_paths, threads, runs, warmup, indirect_bgemm, float_baseline, ke
                 raise click.UsageError(f"{name} needs --ssh")
     sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
     if not ssh_target:  # the interpreter runs in this process: a crash must not kill it
-        from bnn_keras.export.convert import probe_in_subprocess
+        from bnn_keras.export import probe_in_subprocess
 
         for path in model_paths:
             probe_in_subprocess(path)
