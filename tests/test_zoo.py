@@ -2,17 +2,16 @@
 
 One test over the registry (every built-in model in every variant) checks the papers'
 counts and the deployability of LCE's conversion (:func:`bnn_keras.export.check_deployable`,
-every differing top-1 traced to rounding). What else a case runs follows from the size of
-its weights (its 1-bit weights, trained as float32 latent weights, ``4 * BINARY_PARAMS``
-bytes):
+every differing top-1 traced to rounding). What else a case runs follows from two rules:
 
-- under :data:`TRAIN_MAX_BYTES`: two training steps and a ``.keras`` round trip first,
-  the reloaded model converted;
-- up to :data:`HEAVY_BYTES`: the conversion only, of the untrained model with its BN
-  statistics calibrated;
-- above (bnext_middle, bnext_large): the same, marked ``slow``, in a fresh interpreter
-  (what it takes goes back to the OS when it ends), and only with ``BNN_ZOO_LARGE=1``:
-  CI cannot afford them.
+- the smallest model (fewest 1-bit weights) of each builder module, in every variant,
+  first takes two training steps and a ``.keras`` round trip, and the reloaded model is
+  converted (the larger models of a module are the same layers at other depths or
+  widths); the others are converted untrained, their BN statistics calibrated;
+- a model whose weights (its 1-bit weights, trained as float32 latent weights:
+  ``4 * BINARY_PARAMS`` bytes) exceed :data:`HEAVY_BYTES` (bnext_middle, bnext_large) is
+  marked ``slow``, runs in a fresh interpreter (what it takes goes back to the OS when it
+  ends) and only with ``BNN_ZOO_LARGE=1``: CI cannot afford them.
 
 ``BNN_ZOO_ALL=1`` gives every case the training steps and the round trip (and runs the
 heavy ones); never beside another memory-heavy job.
@@ -50,8 +49,6 @@ BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_t
                 "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 47,
                 "bnext_large": 63}
 
-#: Weights under this many bytes: training steps and a round trip before the conversion.
-TRAIN_MAX_BYTES = 128 * 2**20
 #: Weights over this many bytes: a heavy case (``slow``, fresh interpreter, BNN_ZOO_LARGE).
 HEAVY_BYTES = 256 * 2**20
 
@@ -68,6 +65,13 @@ def _built_in() -> list[str]:
 
 def _weight_bytes(name: str) -> int:
     return 4 * BINARY_PARAMS[name]
+
+
+def _trains(name: str) -> bool:
+    """Whether ``name`` is the smallest built-in model of its builder module."""
+    module = models.get(name).builder.__module__
+    same = [n for n in _built_in() if models.get(n).builder.__module__ == module]
+    return ALL or name == min(same, key=BINARY_PARAMS.__getitem__)
 
 
 def _case(name: str, variant: str):
@@ -121,7 +125,7 @@ def _stream_stds(model, x):
 @pytest.mark.parametrize("name, variant", CASES)
 def test_zoo_model(name, variant, tmp_path):
     """The papers' counts, and LCE's conversion deployable as a BNN; training steps and a
-    ``.keras`` round trip first where the weights are small (see the module docstring)."""
+    ``.keras`` round trip first for the smallest model of a module (see the docstring)."""
     if _weight_bytes(name) > HEAVY_BYTES:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
@@ -141,7 +145,7 @@ def _zoo_case(name: str, variant: str, tmp: str) -> None:
     assert not [lay for lay in model.layers if isinstance(lay, lq.layers.QuantDense)
                 and getattr(lay.kernel_quantizer, "precision", 32) == 1]
     x = np.random.default_rng(0).standard_normal((6, *SMALL)).astype(np.float32)
-    if ALL or _weight_bytes(name) < TRAIN_MAX_BYTES:
+    if _trains(name):
         model = _train_and_round_trip(model, name, variant, x, os.path.join(tmp, "m.keras"))
     else:
         export.calibrate_batchnorm(model, x[:4])
