@@ -1,5 +1,5 @@
 """Where LCE's interpreter and Keras part ways in one zoo model: the input of each binarizer,
-compared element by element (:func:`bnn_keras.export.trace.trace_signs`).
+compared element by element (:func:`bnn_keras.export.trace_signs`).
 
 The model is built untrained, its BatchNorm statistics calibrated on the inputs as in
 ``zoo_export.py`` (same seed, same inputs), converted once, and every ``--every``-th
@@ -30,7 +30,6 @@ import bnn_keras  # noqa: F401  (sets the Keras environment before TensorFlow lo
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from bnn_keras import export, models
-    from bnn_keras.export.trace import trace_signs
     from bnn_keras.io import atomic_write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           f"inputs (seed {args.seed}), BN {'calibrated' if args.calibrate else 'initial'}")
     print(f"{'binarizer input of':<28} {'elements':>9} {'std':>8}  flips per sample"
           f"{'':<10} max |x| at a flip")
-    traces = trace_signs(model, inputs, every=args.every, flatbuffer=flatbuffer)
+    traces = export.trace_signs(model, inputs, every=args.every, flatbuffer=flatbuffer)
     for t in traces:
         flips = " ".join(f"{n:d}" for n in t.flips)
         print(f"{t.layer:<28} {t.size:>9} {t.std:>8.3g}  {flips:<26} "

@@ -63,7 +63,7 @@ def float_flatbuffer(model: keras.Model) -> bytes:
     the one-signature SavedModel of :func:`bnn_keras.export.convert.save_inference_graph`)."""
     import tensorflow as tf
 
-    from bnn_keras.export.convert import save_inference_graph
+    from bnn_keras.export import save_inference_graph
 
     floated = float_model(model)
     try:

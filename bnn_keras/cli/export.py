@@ -66,7 +66,7 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export.report import INT8_WARNING, default_report_path, export_with_report
+    from bnn_keras.export import INT8_WARNING, default_report_path, export_with_report
     from bnn_keras.io import check_writable, load_keras_model
 
     model = load_keras_model(model_path)

@@ -1,17 +1,31 @@
-"""Export: Keras model -> LCE ``.tflite`` flatbuffer, with an op report and a check
-against the Keras model."""
+"""Export: Keras model -> LCE ``.tflite`` flatbuffer, checked against the Keras model.
+
+The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE,
+:mod:`~bnn_keras.export.convert` converts it, :mod:`~bnn_keras.export.check` checks the
+flatbuffer against the model (with :mod:`~bnn_keras.export.interpreter` and
+:mod:`~bnn_keras.export.trace`), :mod:`~bnn_keras.export.report` writes what was found.
+"""
 
 from bnn_keras.export.calibrate import calibrate_batchnorm
-from bnn_keras.export.convert import (
+from bnn_keras.export.check import (
     Agreement,
-    ExportReport,
+    Deployability,
+    Finding,
+    SplitCheck,
+    check_deployable,
+    check_split,
     compare,
-    convert,
-    export_model,
-    predict_tflite,
+)
+from bnn_keras.export.convert import convert, save_inference_graph
+from bnn_keras.export.flatbuffer import (
+    LCE_CUSTOM_OPS,
+    bconv_options,
+    check_flatbuffer,
+    input_producers,
+    op_counts,
+    op_list,
     read_flatbuffer,
 )
-from bnn_keras.export.flatbuffer import check_flatbuffer, input_producers, op_counts, op_list
 from bnn_keras.export.fold import (
     SignKernelConv2D,
     WholeInputConv2D,
@@ -21,13 +35,28 @@ from bnn_keras.export.fold import (
     foldable_biases,
     needs_whole_input,
 )
+from bnn_keras.export.interpreter import lce_interpreter, predict_tflite, probe_in_subprocess
+from bnn_keras.export.report import (
+    INT8_WARNING,
+    DeployReport,
+    ExportReport,
+    default_report_path,
+    export_model,
+    export_with_report,
+    mac_figures,
+    size_figures,
+)
 from bnn_keras.export.trace import Divergence, SignTrace, first_flips, trace_signs
 
 __all__ = [
-    "Agreement", "WholeInputConv2D", "WholeInputSignKernelConv2D", "needs_whole_input",
-    "Divergence", "ExportReport", "SignKernelConv2D", "SignTrace",
-    "binary_conv_layers",
-    "calibrate_batchnorm", "check_flatbuffer", "compare", "convert", "export_model",
-    "first_flips", "fold_scales", "foldable_biases", "input_producers", "op_counts", "op_list",
-    "predict_tflite", "read_flatbuffer", "trace_signs",
+    "INT8_WARNING", "LCE_CUSTOM_OPS",
+    "Agreement", "DeployReport", "Deployability", "Divergence", "ExportReport", "Finding",
+    "SignKernelConv2D", "SignTrace", "SplitCheck", "WholeInputConv2D",
+    "WholeInputSignKernelConv2D",
+    "bconv_options", "binary_conv_layers", "calibrate_batchnorm", "check_deployable",
+    "check_flatbuffer", "check_split", "compare", "convert", "default_report_path",
+    "export_model", "export_with_report", "first_flips", "fold_scales", "foldable_biases",
+    "input_producers", "lce_interpreter", "mac_figures", "needs_whole_input", "op_counts",
+    "op_list", "predict_tflite", "probe_in_subprocess", "read_flatbuffer",
+    "save_inference_graph", "size_figures", "trace_signs",
 ]

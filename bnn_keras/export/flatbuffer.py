@@ -1,12 +1,20 @@
-"""Reading TFLite flatbuffers: validity and the operators they hold."""
+"""Reading TFLite flatbuffers: validity, the operators they hold and LCE's op options."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from pathlib import Path
 
 from bnn_keras.errors import BnnError
 
 TFLITE_IDENTIFIER = b"TFL3"
+
+#: LCE's custom ops: the only custom ops its interpreter has kernels for.
+LCE_CUSTOM_OPS = frozenset({"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d"})
+
+#: ``padding`` in ``LceBconv2d``'s options: TFLite's schema enum (SAME, VALID).
+_SAME_PADDING = 0
 
 
 def _check_identifier(data: bytes, source: str) -> None:
@@ -29,6 +37,17 @@ def check_flatbuffer(data: bytes, source: str = "input") -> None:
     problem = structure_problem(_parse(data, source), len(data))
     if problem:
         raise BnnError(f"{source} is a corrupt TFLite flatbuffer: {problem}")
+
+
+def read_flatbuffer(path: str | os.PathLike) -> bytes:
+    """Read a ``.tflite`` file, with one-line errors for missing, non-model or damaged files
+    (see :func:`check_flatbuffer`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BnnError(f"model file not found: {path}")
+    data = path.read_bytes()
+    check_flatbuffer(data, str(path))
+    return data
 
 
 def _indices_problem(indices, count: int, what: str, optional: bool = False) -> str | None:
@@ -163,6 +182,35 @@ def bconv_input_taps(data: bytes) -> list[tuple[int, tuple[int, ...]] | None]:
             taps.append(None if source is None else (
                 source, tuple(int(d) for d in graph.tensors[source].shape)))
     return taps
+
+
+def bconv_options(data: bytes) -> list[dict]:
+    """For each ``LceBconv2d``, in execution order, its custom options (LCE's flexbuffer
+    map: ``padding``, ``pad_values``, strides, ...) and ``filter_shape``, its filter
+    tensor's ``(out, height, width, in)``."""
+    from flatbuffers import flexbuffers
+
+    model = _parse(data)
+    names = _op_names(model)
+    options, index = [], 0
+    for graph in model.subgraphs:
+        for offset, op in enumerate(graph.operators):
+            if names[index + offset] == "LceBconv2d":
+                raw = bytes(op.customOptions) if op.customOptions is not None else b""
+                found = dict(flexbuffers.Loads(raw)) if raw else {}
+                found["filter_shape"] = tuple(int(d) for d in graph.tensors[op.inputs[1]].shape)
+                options.append(found)
+        index += len(graph.operators)
+    return options
+
+
+def zero_padding_corrected(options: dict) -> bool:
+    """Whether LCE's kernel applies its zero-padding correction to an ``LceBconv2d`` with
+    these :func:`bconv_options`: "same" padding with ``pad_values`` 0 and a filter
+    larger than 1x1 (a 1x1 filter reads no padding)."""
+    _, height, width, _ = options["filter_shape"]
+    return (options.get("padding") == _SAME_PADDING and options.get("pad_values") == 0
+            and (height > 1 or width > 1))
 
 
 def with_outputs(data: bytes, tensors: list[int]) -> bytes:

@@ -53,9 +53,8 @@ class SignKernelConv2D(lq.layers.QuantConv2D):
 
     the same output as convolving with \(m \cdot \mathrm{sign}(\hat W)\). LCE lowers the
     conv to ``LceBconv2d`` and fuses the multiply into its output multiplier, as it does a
-    batch norm's. Given the scaled kernel instead, the converter divides every weight by
-    its channel's magnitude: for bnext_large ``bf`` (1.2 GB of weights) LCE's converter
-    took 119 s that way, 61 s this way.
+    batch norm's. Given the scaled kernel instead, the converter would divide every
+    weight by its channel's magnitude, a large share of a wide net's conversion time.
 
     Example:
         ```python
@@ -162,12 +161,12 @@ def fold_scales(model: keras.Model) -> keras.Model:
       (:meth:`~bnn_keras.layers.ScaledStdQuantConv2D.binary_kernel_factors`) as the
       exact +-1 signs and one magnitude per output channel, with no standardisation ops
       left for the converter. Computed in the graph by the earlier straight-through
-      quantizer, the kernel differed from +-s in the last bit of a few values, and LCE
-      kept the conv in float (one of bnext_small ``bf``'s 31 binary convs did).
+      quantizer, the kernel can differ from +-s in the last bit of a few values, and LCE
+      then keeps the conv in float.
     - Each BNext kernel quantizer whose temperature has decayed
       (:func:`binary_temperature`) becomes ``ste_sign``, the same ``sign(W)`` without the
-      ``where`` on the temperature, which the converter did not fold for the 64 MB kernel
-      of a whole-input conv (below), leaving it in float.
+      ``where`` on the temperature, which the converter does not fold for the large
+      kernel of a whole-input conv (below), leaving it in float.
     - Each zero-padded binary conv on an input smaller than its kernel
       (:func:`needs_whole_input`) becomes one unpadded conv over its whole input
       (:class:`WholeInputConv2D`), which LCE computes exactly.
@@ -180,8 +179,8 @@ def fold_scales(model: keras.Model) -> keras.Model:
         return model
 
     def clone(layer):
-        # every weight is overwritten below, so skip the random initialisers (bnext_large
-        # bf: 1.2 GB of truncated normals; the copy took 21-24 s, now 16-21 s)
+        # every weight is overwritten below, so skip the random initialisers (drawing
+        # them costs time in proportion to the weights)
         config = {k: "zeros" if k.endswith("_initializer") and isinstance(v, dict)
                   and "class_name" in v else v for k, v in layer.get_config().items()}
         if layer.name in targets:

@@ -1,26 +1,43 @@
-"""The deployment report written beside an exported ``.tflite``.
+"""The export report: what an export wrote and whether it deploys as a BNN.
 
-It answers three questions: is the flatbuffer the model that was trained (top-1
-agreement with Keras, and accuracy on a dataset split next to Keras' accuracy), is it as
-binary as it can be (ops by type, binary convs lowered, the share of MACs in binary
-ops) and is it as small as it can be (size against the ideal size: binary weights at one
-bit, every other weight at its own width).
+:func:`export_model` converts, writes the flatbuffer and runs the deployability check
+(:func:`~bnn_keras.export.check_deployable`) into an :class:`ExportReport`;
+:func:`export_with_report` adds what ``bnn-keras export`` reports beside it (a
+:class:`DeployReport`): is the flatbuffer the model that was trained (top-1 agreement
+with Keras, and accuracy on a dataset split next to Keras' accuracy), is it as binary as
+it can be (ops by type, the deployability findings, the share of MACs in binary ops) and
+is it as small as it can be (size against the ideal size: binary weights at one bit,
+every other weight at its own width), written as JSON beside the ``.tflite``.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.export.convert import ExportReport, export_model, predict_tflite
-from bnn_keras.io import atomic_write_json
+from bnn_keras.export.check import (
+    Agreement,
+    Finding,
+    SplitCheck,
+    check_deployable,
+    check_split,
+)
+from bnn_keras.export.convert import convert
+from bnn_keras.export.flatbuffer import op_counts
+from bnn_keras.export.fold import binary_conv_layers
+from bnn_keras.export.trace import Divergence
+from bnn_keras.io import atomic_write_bytes, atomic_write_json
 from bnn_keras.models.stats import ModelStats, model_stats
+
+__all__ = ["INT8_WARNING", "DeployReport", "ExportReport", "SizeFigures", "SplitCheck",
+           "check_split", "default_report_path", "export_model", "export_with_report",
+           "mac_figures", "size_figures"]
 
 INT8_WARNING = ("--int8-range quantizes every tensor without a recorded range to int8 with "
                 "one fixed (dummy) range: accuracy is not meaningful, use the file for "
@@ -67,46 +84,82 @@ def mac_figures(stats: ModelStats) -> dict:
 
 
 @dataclass
-class SplitCheck:
-    """The ``.tflite`` and the Keras model on the same dataset split."""
+class ExportReport:
+    """What an export produced and whether it is deployable as a BNN."""
 
-    dataset: str
-    split: str
-    samples: int
-    keras_accuracy: float
-    tflite_accuracy: float
-    top1_agreement: float
+    path: str
+    size_bytes: int
+    ops: dict[str, int]
+    binary_convs: int
+    lce_bconv2d: int
+    agreement: Agreement | None = None
+    min_agreement: float = 0.99
+    problems: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    divergences: list[Divergence] = field(default_factory=list)
+
+    @property
+    def all_lowered(self) -> bool:
+        """Every binary conv is an ``LceBconv2d``."""
+        return self.lce_bconv2d == self.binary_convs
+
+    @property
+    def ok(self) -> bool:
+        """No finding of the deployability check failed."""
+        return not self.problems
 
     def as_dict(self) -> dict:
-        """The figures as a plain dict."""
-        return asdict(self)
+        """The report as plain data, with ``all_lowered`` and ``ok``."""
+        data = asdict(self)
+        data["divergences"] = [asdict(d) | {"rounding": d.rounding} for d in self.divergences]
+        data["all_lowered"] = self.all_lowered
+        data["ok"] = self.ok
+        return data
+
+    def format(self) -> str:
+        """The human-readable report."""
+        lines = [f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB)", "ops:"]
+        lines += [f"  {name:<28} {count}" for name, count in sorted(self.ops.items())]
+        verdict = "yes" if self.all_lowered else "NO"
+        lines.append(f"binary convs lowered to LceBconv2d: {verdict} "
+                     f"({self.lce_bconv2d} LceBconv2d for {self.binary_convs} binary convs)")
+        if self.agreement:
+            a = self.agreement
+            lines.append(f"LCE interpreter vs Keras on {a.samples} inputs: top-1 agreement "
+                         f"{a.top1_agreement:.2%}, max |diff| {a.max_abs_diff:.3g}")
+        if self.findings:
+            lines.append(f"deployable as a BNN: {'yes' if self.ok else 'NO'}")
+            lines += [f"  {f.check:<17} {'ok' if f.ok else 'FAIL':<5} {f.detail}"
+                      for f in self.findings]
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
 
 
-def split_arrays(dataset: str, split: str = "test", max_samples: int | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of a split of ``bnn_keras.data.load(dataset)``."""
-    from bnn_keras import data
+def export_model(model: keras.Model, output: str | os.PathLike,
+                 sample_inputs: np.ndarray | None = None, *, num_samples: int = 32,
+                 min_agreement: float = 0.99, seed: int = 0,
+                 lce_kwargs: dict | None = None) -> ExportReport:
+    """Convert ``model``, write the flatbuffer atomically and check it
+    (:func:`~bnn_keras.export.check_deployable`, on ``sample_inputs``, or standard-normal
+    inputs when ``None``).
 
-    if split not in ("test", "train"):
-        raise BnnError(f"split must be 'test' or 'train', got {split!r}")
-    x, y = data.to_arrays(getattr(data.load(dataset), split), max_samples)
-    return x.astype(np.float32), y
-
-
-def check_split(model: keras.Model, flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *,
-                dataset: str = "", split: str = "") -> SplitCheck:
-    """Accuracy of Keras and of the flatbuffer (LCE's interpreter) on ``x, y``."""
-    expected = tuple(int(d) for d in model.input_shape[1:])
-    if tuple(x.shape[1:]) != expected:
-        raise BnnError(f"the model takes inputs of shape {expected} but {dataset or 'the data'}"
-                       f" has {tuple(x.shape[1:])}")
-    keras_pred = np.argmax(model.predict(x, batch_size=64, verbose=0), -1)
-    tflite_pred = np.argmax(predict_tflite(flatbuffer, x).reshape(len(x), -1), -1)
-    y = np.asarray(y).reshape(-1)
-    return SplitCheck(dataset=dataset, split=split, samples=len(x),
-                      keras_accuracy=float(np.mean(keras_pred == y)),
-                      tflite_accuracy=float(np.mean(tflite_pred == y)),
-                      top1_agreement=float(np.mean(keras_pred == tflite_pred)))
+    Failing findings are listed in the report's ``problems``, not raised; the file is
+    written either way. ``lce_kwargs`` go to the LCE converter (e.g.
+    ``experimental_default_int8_range``).
+    """
+    flatbuffer = convert(model, **(lce_kwargs or {}))
+    path = atomic_write_bytes(output, flatbuffer)
+    if sample_inputs is None:
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        sample_inputs = np.random.default_rng(seed).standard_normal(
+            (num_samples, *shape)).astype(np.float32)
+    result = check_deployable(model, flatbuffer, sample_inputs, min_agreement=min_agreement)
+    counts = op_counts(flatbuffer)
+    return ExportReport(
+        path=str(path), size_bytes=len(flatbuffer), ops=dict(counts),
+        binary_convs=len(binary_conv_layers(model)), lce_bconv2d=counts.get("LceBconv2d", 0),
+        agreement=result.agreement, min_agreement=min_agreement, problems=result.problems,
+        findings=result.findings, divergences=result.divergences)
 
 
 @dataclass
@@ -177,7 +230,7 @@ def export_with_report(model: keras.Model, output: str | os.PathLike, *,
                        dataset: str | None = None, split: str = "test",
                        max_samples: int | None = None, num_samples: int = 32,
                        min_agreement: float = 0.99) -> DeployReport:
-    """Export ``model`` (see :func:`bnn_keras.export.export_model`) and write the JSON
+    """Export ``model`` (see :func:`export_model`) and write the JSON
     report beside the ``.tflite`` (``report_path`` or ``<stem>.report.json``).
 
     With ``dataset``, the agreement is measured on that split's images and the split's
@@ -195,11 +248,11 @@ def export_with_report(model: keras.Model, output: str | os.PathLike, *,
         warnings.warn(INT8_WARNING, UserWarning, stacklevel=2)
     x = y = None
     if dataset:
-        x, y = split_arrays(dataset, split, max_samples)
-        expected = tuple(int(d) for d in model.input_shape[1:])
-        if tuple(x.shape[1:]) != expected:
-            raise BnnError(f"the model takes inputs of shape {expected} but the {dataset} "
-                           f"dataset has {tuple(x.shape[1:])}")
+        from bnn_keras.insight.sources import check_input_shape, split_arrays
+
+        x, y, _ = split_arrays(dataset, split, max_samples)
+        x = x.astype(np.float32)
+        check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset)
     report = export_model(model, output, x, num_samples=num_samples,
                           min_agreement=0.0 if int8_range else min_agreement,
                           lce_kwargs=lce_kwargs)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.export.convert import convert, lce_interpreter, predict_tflite
+from bnn_keras.export.convert import convert
 from bnn_keras.export.flatbuffer import bconv_input_taps, with_outputs
 from bnn_keras.export.fold import binary_conv_layers, foldable_biases
+from bnn_keras.export.interpreter import lce_interpreter, predict_tflite
 
 
 @dataclass

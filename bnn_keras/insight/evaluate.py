@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnn_keras.export.convert import predict_tflite
+from bnn_keras.export import predict_tflite
 from bnn_keras.insight.sources import check_input_shape, load_split, resolve
 
 
@@ -38,8 +38,7 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
         check_input_shape(model.input_shape[1:], data_shape, source.path.name, dataset)
         logits = model.predict(images, batch_size=128, verbose=0)
     else:
-        from bnn_keras.export import read_flatbuffer
-        from bnn_keras.export.convert import lce_interpreter, probe_in_subprocess
+        from bnn_keras.export import lce_interpreter, probe_in_subprocess, read_flatbuffer
 
         flatbuffer = read_flatbuffer(source.path)
         probe_in_subprocess(source.path)  # a crash there is an error here, not a segfault
