@@ -127,12 +127,11 @@ def _fast_keras_zip_reads() -> Iterator[None]:
     tf-keras opens the weights' HDF5 inside the archive with ``ZipFile.open``; h5py then
     seeks backwards in it, and every backward seek of a ``ZipExtFile`` re-reads the
     entry from its start (Python 3.11 to 3.13 alike), so loading is quadratic in the
-    model's size: minutes for a 300-layer model. tf-keras offers no public way to read
-    from anything but the archive (``load_model`` takes a path and opens the zip
-    itself), so its ``saving_lib.zipfile`` is swapped for a copy whose ``ZipFile`` reads
-    each entry into a ``BytesIO`` once, for the duration of the load. When tf-keras no
-    longer reads through that name, loading goes on unchanged (only slower) and
-    ``tests/test_io.py`` fails.
+    model's size. tf-keras offers no public way to read from anything but the archive
+    (``load_model`` takes a path and opens the zip itself), so its ``saving_lib.zipfile``
+    is swapped for a copy whose ``ZipFile`` reads each entry into a ``BytesIO`` once, for
+    the duration of the load. When tf-keras no longer reads through that name, loading
+    goes on unchanged (only slower) and ``tests/test_io.py`` fails.
     """
     from tf_keras.src.saving import saving_lib
 

@@ -74,7 +74,7 @@ def unreadable_images(paths: list[str]) -> list[str]:
 
     Each file gets the cheap check of :func:`_looks_whole` (two small reads); only the
     few that fail it (not an image, cut short, or data after the end marker as some
-    cameras write) are decoded in full to be sure, so a million files cost seconds.
+    cameras write) are decoded in full to be sure, so the check stays cheap on large folders.
     """
     return [p for p in paths if not _looks_whole(p) and not _decodes(p)]
 
