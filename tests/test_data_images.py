@@ -278,3 +278,22 @@ def test_image_folder_names_unreadable_files(tmp_path):
     (root / "train" / "cat" / "tail.jpg").write_bytes(buf.getvalue() + b"SEFT trailer data")
     ds = data.load(f"folder:{root}", batch_size=4, image_size=24)
     assert ds.train_size == 10
+
+
+def test_dataset_arrays(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    ds = data.load(f"folder:{root}", batch_size=4, image_size=24)
+    x, y = ds.arrays("test")
+    assert x.dtype == np.float32 and x.shape == (9, 24, 24, 3)
+    np.testing.assert_array_equal(y, np.repeat([0, 1, 2], 3))
+    first, _ = ds.arrays("train", limit=5)
+    assert first.shape == (5, 24, 24, 3)
+    with pytest.raises(BnnError, match="split must be"):
+        ds.arrays("validation")
+
+
+def test_moved_folder_names_still_import():
+    from bnn_keras.data import folders, images
+
+    assert images.load_folder is folders.load_folder
+    assert images.unreadable_images is folders.unreadable_images

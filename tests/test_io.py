@@ -40,3 +40,35 @@ def test_write_errors_name_the_real_path(tmp_path):
     check_writable(tmp_path / "new" / "deeper" / "file.json")  # folders get made on writing
     assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no temp files left
+
+
+def test_keras_loads_read_archive_entries_from_memory(tmp_path, monkeypatch):
+    """load_keras_model reads the weights through the in-memory zip shim; this fails when
+    tf-keras stops reading archives through ``saving_lib.zipfile`` (loading then works
+    but is quadratic in the model's size: see ``_fast_keras_zip_reads``)."""
+    import zipfile
+
+    import numpy as np
+    import tf_keras as keras
+    from tf_keras.src.saving import saving_lib
+
+    from bnn_keras import io as bio
+
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
+    path = bio.save_keras_atomic(net, tmp_path / "m.keras")
+    opened = []
+    original = bio._InMemoryEntries.open
+
+    def spy(self, name, mode="r", *args, **kwargs):
+        opened.append(name)
+        return original(self, name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(bio._InMemoryEntries, "open", spy)
+    assert bio._keras_zip_shim_applies(), (
+        "tf-keras no longer loads .keras archives through saving_lib.zipfile: find the "
+        "new route for _fast_keras_zip_reads")
+    loaded = bio.load_keras_model(path)
+    assert "model.weights.h5" in opened
+    assert saving_lib.zipfile is zipfile  # put back after the load
+    for a, b in zip(net.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -14,8 +14,14 @@ from bnn_keras.data.base import Dataset
 from bnn_keras.errors import BnnError
 from bnn_keras.training import TrainConfig, TrainingModel
 from bnn_keras.training.callbacks import first_checkpoint_prefix
-from bnn_keras.training.optim import WarmupCosine, WeightDecay, build_schedule
+from bnn_keras.training.optim import (
+    TorchAdam,
+    WeightDecay,
+    build_optimizer,
+    current_learning_rate,
+)
 from bnn_keras.training.recipes import load_recipe
+from bnn_keras.training.schedules import WarmupCosine, WarmupLinear, build_schedule
 
 RECIPES = sorted(Path("zoo/recipes").rglob("*.json"))
 
@@ -130,6 +136,32 @@ def test_schedules_match_their_formulas():
     assert isinstance(bnext, WarmupCosine) and bnext.warmup_steps == 20
     assert keras.optimizers.schedules.deserialize(
         keras.optimizers.schedules.serialize(cos)).get_config() == cos.get_config()
+
+
+def test_linear_warmup_decays_to_min_lr():
+    config = TrainConfig(epochs=10, learning_rate=1e-3, warmup_epochs=2, warmup_lr=1e-5,
+                         min_lr=1e-4)
+    schedule = build_schedule(config, 10)
+    assert isinstance(schedule, WarmupLinear)
+    steps = np.array([0, 10, 20, 60, 100, 130])
+    expect = np.where(steps < 20, 1e-5 + (1e-3 - 1e-5) * steps / 20,
+                      1e-4 + (1e-3 - 1e-4) * (1 - np.clip((steps - 20) / 80, 0, 1)))
+    np.testing.assert_allclose([float(schedule(s)) for s in steps], expect, rtol=1e-6)
+    assert float(schedule(100)) == pytest.approx(1e-4)
+    no_floor = build_schedule(TrainConfig(epochs=10, learning_rate=1e-3, warmup_epochs=2), 10)
+    assert float(no_floor(100)) == 0.0 and float(no_floor(60)) == pytest.approx(5e-4)
+
+
+def test_current_learning_rate_is_the_next_steps():
+    config = TrainConfig(epochs=4, learning_rate=1e-3, schedule="cosine", warmup_epochs=1,
+                         warmup_lr=1e-5)
+    optimizer = build_optimizer(config, 5)
+    schedule = build_schedule(config, 5)
+    var = tf.Variable([1.0, 2.0])
+    for step in range(7):
+        assert float(current_learning_rate(optimizer)) == float(schedule(step))
+        optimizer.apply_gradients([(tf.constant([0.1, 0.1]), var)])
+    assert float(current_learning_rate(TorchAdam(3e-4))) == pytest.approx(3e-4)
 
 
 def _net():

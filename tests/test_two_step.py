@@ -9,12 +9,15 @@ import tensorflow as tf
 
 from bnn_keras import export, models
 from bnn_keras.errors import BnnError
+from bnn_keras.training.run_folder import RunFolder, model_file
 from bnn_keras.training.two_step import (
     binary_kernel_layers,
     init_from,
+    resolve_source,
     set_real_weights,
     set_ste_clip,
 )
+from bnn_keras.variables import latent_variable
 
 SHAPE = (16, 16, 3)
 
@@ -22,7 +25,7 @@ SHAPE = (16, 16, 3)
 def _perturb(net, rng):
     """Give every weight a distinct random value, as a trained stage 1 would have."""
     for v in net.weights:
-        target = getattr(v, "latent_variable", v)
+        target = latent_variable(v)
         target.assign(rng.normal(0, 0.1, target.shape).astype(np.float32) + 0.5)
 
 
@@ -33,7 +36,7 @@ def _kernel(layer):
 
 
 def _values(net):
-    return {v.name: getattr(v, "latent_variable", v).numpy() for v in net.weights}
+    return {v.name: latent_variable(v).numpy() for v in net.weights}
 
 
 @pytest.mark.parametrize("variant", ["bf", "bn"])
@@ -90,6 +93,25 @@ def test_init_fails_on_uninitialised_weights_unless_skipped(tmp_path, rng):
     bn_net = models.create(register_tiny(), "bn", 3, SHAPE)
     with pytest.raises(BnnError, match="left uninitialised"):  # bf has no BN weights
         init_from(bn_net, stage1)
+
+
+def test_run_folder_names_its_model(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert model_file(run) == RunFolder(run).model == run / "model.keras"
+    assert model_file(tmp_path / "net.keras") == tmp_path / "net.keras"
+    with pytest.raises(BnnError, match="no model.keras in that folder"):
+        resolve_source(run)
+    (run / "model.keras").write_bytes(b"")
+    assert resolve_source(run) == run / "model.keras"
+
+
+def test_latent_variable_unwraps_quantized_kernels():
+    net = models.create(register_tiny(), "bf", 3, SHAPE)
+    layer = binary_kernel_layers(net)[0]
+    assert latent_variable(layer.kernel) is layer.kernel.latent_variable
+    dense = net.get_layer("classifier").kernel
+    assert latent_variable(dense) is dense
 
 
 def test_ste_clip_swaps_activation_binariser():

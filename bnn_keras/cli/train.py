@@ -6,10 +6,9 @@ import json
 
 import click
 
+from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
-    AUGMENTS,
-    INTERPOLATIONS,
     KD_WEIGHTINGS,
     OPTIMIZERS,
     SCHEDULES,

@@ -3,16 +3,16 @@
 ``digits`` (bundled with scikit-learn, offline) is the default. ``cifar10``, ``cifar100``,
 ``imagenet2012`` and ``imagenette`` come through tensorflow-datasets (``data_dir``,
 ``manual_dir``); ``folder:PATH`` reads ``PATH/train/<class>/`` and ``PATH/val/<class>/``.
-See :mod:`bnn_keras.data.images` for the pipelines and :mod:`bnn_keras.data.augment` for
-the augmentations and per-dataset normalisation.
+See :mod:`bnn_keras.data.images` for the pipelines, :mod:`bnn_keras.data.folders` for
+image folders and :mod:`bnn_keras.data.augment` for the augmentations and per-dataset
+normalisation. Importing this package does not import TensorFlow (the loaders do).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from bnn_keras.data.base import Dataset, to_arrays
-from bnn_keras.data.digits import digits_arrays, load_digits_dataset
+from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS, SPLITS, Dataset, to_arrays
 from bnn_keras.errors import BnnError
 
 FOLDER_PREFIX = "folder:"
@@ -20,6 +20,8 @@ _TFDS_NAMES = ("cifar10", "cifar100", "imagenet2012", "imagenette")
 
 
 def _digits(batch_size: int, seed: int, *, image_size: int = 0, **_ignored) -> Dataset:
+    from bnn_keras.data.digits import load_digits_dataset
+
     return load_digits_dataset(batch_size=batch_size, seed=seed, size=image_size or 32)
 
 
@@ -64,7 +66,7 @@ def load(name: str = "digits", batch_size: int = 64, seed: int = 0, **kwargs) ->
         raise BnnError(f"batch size must be >= 1, got {batch_size}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
-        from bnn_keras.data.images import load_folder
+        from bnn_keras.data.folders import load_folder
 
         return load_folder(name[len(FOLDER_PREFIX):], batch_size, seed, **kwargs)
     try:
@@ -75,5 +77,13 @@ def load(name: str = "digits", batch_size: int = 64, seed: int = 0, **kwargs) ->
     return loader(batch_size=batch_size, seed=seed, **kwargs)
 
 
-__all__ = ["Dataset", "digits_arrays", "is_known", "load", "load_digits_dataset", "names",
-           "to_arrays"]
+def __getattr__(name: str):
+    if name in ("digits_arrays", "load_digits_dataset"):  # imported on use: TensorFlow
+        from bnn_keras.data import digits
+
+        return getattr(digits, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AUGMENTS", "INTERPOLATIONS", "SPLITS", "Dataset", "digits_arrays", "is_known",
+           "load", "load_digits_dataset", "names", "to_arrays"]

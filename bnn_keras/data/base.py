@@ -1,11 +1,26 @@
-"""What every dataset loader returns."""
+"""What every dataset loader returns, and the pipeline options' choices.
+
+Nothing here imports TensorFlow, so a config can check its options without it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
+
+from bnn_keras.errors import BnnError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+#: training augmentations: the papers' own, that plus RandAugment, or none
+AUGMENTS = ("default", "randaugment", "none")
+#: resize interpolations of the ImageNet-style evaluation (bicubic: PIL's, as timm)
+INTERPOLATIONS = ("bilinear", "bicubic")
+#: the splits of a :class:`Dataset`
+SPLITS = ("train", "test")
 
 
 @dataclass
@@ -28,6 +43,22 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()  # per-channel mean the images were normalised with (0-1 scale)
     std: tuple[float, ...] = ()  # likewise the std; () when not a per-channel normalisation
+
+    def arrays(self, split: str = "test", limit: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Images (float32) and labels of ``split`` (``train`` or ``test``) as numpy
+        arrays: all, or the first ``limit``. The train split's order is its first
+        shuffled pass, the same for the same ``seed``.
+
+        Example:
+            ```python
+            x, y = bnn_keras.data.load("digits").arrays("test", limit=256)
+            ```
+        """
+        if split not in SPLITS:
+            raise BnnError(f"split must be 'test' or 'train', got {split!r}")
+        x, y = to_arrays(self.train if split == "train" else self.test, limit)
+        return x.astype(np.float32, copy=False), y
 
 
 def to_arrays(pipeline, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -28,11 +28,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from bnn_keras.data import augment as aug
-from bnn_keras.data.base import Dataset
+from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS, Dataset
 from bnn_keras.errors import BnnError
-
-AUGMENTS = ("default", "randaugment", "none")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclass(frozen=True)
@@ -75,9 +72,9 @@ def _check_lighting(lighting: float) -> None:
 def _check_eval(crop_pct: float, interpolation: str) -> None:
     if not 0 < crop_pct <= 1:
         raise BnnError(f"eval crop_pct must be in (0, 1], got {crop_pct}")
-    if interpolation not in aug.INTERPOLATIONS:
+    if interpolation not in INTERPOLATIONS:
         raise BnnError(f"unknown eval interpolation {interpolation!r}; choose from "
-                       f"{', '.join(aug.INTERPOLATIONS)}")
+                       f"{', '.join(INTERPOLATIONS)}")
 
 
 def train_transform(style: str, size: int, mean, std, augment: str = "default",
@@ -137,21 +134,64 @@ def eval_transform(style: str, size: int, mean, std, crop_pct: float = aug.DEFAU
     return transform
 
 
-def _pipelines(name, train, test, train_size, test_size, num_classes, class_names, spec_style,
-               size, mean, std, batch_size, seed, augment, randaugment, lighting,
-               eval_crop_pct, eval_interpolation) -> Dataset:
-    train_fn = train_transform(spec_style, size, mean, std, augment, randaugment, lighting)
-    test_fn = eval_transform(spec_style, size, mean, std, eval_crop_pct, eval_interpolation)
-    shuffle = min(max(train_size, 1), 10_000)
-    train = (train.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The loaders' keyword options: batching, seed, size, augmentation and evaluation
+    resize (see :func:`load_tfds`). Checked when made."""
+
+    batch_size: int = 64
+    seed: int = 0
+    image_size: int = 0  # 0: the set's own size
+    augment: str = "default"
+    randaugment: tuple[int, float, float] = (2, 7.0, 0.5)
+    lighting: float = 0.0
+    eval_crop_pct: float = aug.DEFAULT_CROP_PCT
+    eval_interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        _check_augment(self.augment)
+        _check_lighting(self.lighting)
+        _check_eval(self.eval_crop_pct, self.eval_interpolation)
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    """An image set's two splits of ``(uint8 image, label)`` examples, and what describes
+    them."""
+
+    name: str
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    train_size: int
+    test_size: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    style: str  # "cifar" or "imagenet"
+    size: int  # the set's own size, used when options.image_size is 0
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def build_pipelines(splits: ImageSplits, options: PipelineOptions) -> Dataset:
+    """The shuffled, augmented training pipeline and the evaluation pipeline of
+    ``splits``, batched and prefetched."""
+    size = options.image_size or splits.size
+    mean, std = splits.mean, splits.std
+    train_fn = train_transform(splits.style, size, mean, std, options.augment,
+                               options.randaugment, options.lighting)
+    test_fn = eval_transform(splits.style, size, mean, std, options.eval_crop_pct,
+                             options.eval_interpolation)
+    shuffle = min(max(splits.train_size, 1), 10_000)
+    train = (splits.train.shuffle(shuffle, seed=options.seed, reshuffle_each_iteration=True)
              .map(lambda x, y: (train_fn(x), tf.cast(y, tf.int32)),
                   num_parallel_calls=tf.data.AUTOTUNE)
-             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    test = (test.map(lambda x, y: (test_fn(x), tf.cast(y, tf.int32)),
-                     num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    return Dataset(name, train, test, num_classes, (size, size, 3), train_size, test_size,
-                   tuple(class_names), mean=tuple(mean), std=tuple(std))
+             .batch(options.batch_size).prefetch(tf.data.AUTOTUNE))
+    test = (splits.test.map(lambda x, y: (test_fn(x), tf.cast(y, tf.int32)),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(options.batch_size).prefetch(tf.data.AUTOTUNE))
+    return Dataset(splits.name, train, test, splits.num_classes, (size, size, 3),
+                   splits.train_size, splits.test_size, tuple(splits.class_names),
+                   mean=tuple(mean), std=tuple(std))
 
 
 def _split_size(info, split: str, ds: tf.data.Dataset) -> int:
@@ -182,11 +222,9 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
     """
     import tensorflow_datasets as tfds
 
-    _check_augment(augment)
-    _check_lighting(lighting)
-    _check_eval(eval_crop_pct, eval_interpolation)
+    options = PipelineOptions(batch_size, seed, image_size, augment, randaugment, lighting,
+                              eval_crop_pct, eval_interpolation)
     spec = TFDS_SETS[name]
-    size = image_size or spec.size
     try:
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir or None)
         if not is_prepared(builder):
@@ -208,9 +246,9 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
     label = info.features["label"]
     train_size, test_size = _split_size(info, spec.train_split, train), _split_size(
         info, spec.test_split, test)
-    return _pipelines(name, train, test, train_size, test_size, int(label.num_classes),
-                      label.names, spec.style, size, spec.mean, spec.std, batch_size, seed,
-                      augment, randaugment, lighting, eval_crop_pct, eval_interpolation)
+    splits = ImageSplits(name, train, test, train_size, test_size, int(label.num_classes),
+                         tuple(label.names), spec.style, spec.size, spec.mean, spec.std)
+    return build_pipelines(splits, options)
 
 
 def is_prepared(builder) -> bool:
@@ -243,112 +281,9 @@ def _prepare_offline(builder, spec: ImageSetSpec, data_dir: str | None,
     builder.download_and_prepare(download_config=config)
 
 
-def _list_folder(root: Path, classes: list[str] | None = None):
-    if not root.is_dir():
-        raise BnnError(f"image folder {root} does not exist")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if classes is None:
-        classes = found
-    elif found != classes:
-        raise BnnError(f"{root} has classes {found[:5]}... but train/ has {classes[:5]}...; "
-                       "both splits need the same class folders")
-    paths, labels = [], []
-    for index, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += [str(p) for p in files]
-        labels += [index] * len(files)
-    if len(classes) < 2 or not paths:
-        raise BnnError(f"{root} needs one sub-folder per class (at least 2) holding images "
-                       f"({', '.join(IMAGE_SUFFIXES)})")
-    return classes, paths, labels
+def __getattr__(name: str):
+    if name in ("IMAGE_SUFFIXES", "load_folder", "unreadable_images"):  # moved to folders
+        from bnn_keras.data import folders
 
-
-_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF87a": "gif",
-               b"GIF89a": "gif", b"BM": "bmp"}
-_TRAILERS = {"jpeg": b"\xff\xd9", "png": b"IEND\xaeB`\x82", "gif": b"\x3b"}
-
-
-def _looks_whole(path: str) -> bool:
-    """A cheap check of a file: a known image signature at the start and the format's end
-    marker at the end (a BMP: the size its header states)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            size = f.seek(0, 2)
-            f.seek(max(0, size - 8))
-            tail = f.read()
-    except OSError:
-        return False
-    kind = next((k for sig, k in _SIGNATURES.items() if head.startswith(sig)), None)
-    if kind == "bmp":
-        return len(head) >= 6 and int.from_bytes(head[2:6], "little") <= size
-    return kind is not None and tail.endswith(_TRAILERS[kind])
-
-
-def _decodes(path: str) -> bool:
-    try:
-        _decode(tf.constant(path))
-    except (tf.errors.OpError, ValueError):
-        return False
-    return True
-
-
-def unreadable_images(paths: list[str]) -> list[str]:
-    """The files of ``paths`` that TensorFlow cannot decode as images.
-
-    Each file gets the cheap check of :func:`_looks_whole` (two small reads); only the
-    few that fail it (not an image, cut short, or data after the end marker as some
-    cameras write) are decoded in full to be sure, so a million files cost seconds.
-    """
-    return [p for p in paths if not _looks_whole(p) and not _decodes(p)]
-
-
-def _check_images(root: Path, paths: list[str]) -> None:
-    """Refuse a folder with files that are not readable images, naming them.
-
-    Such files stop the load here (rather than being skipped) so that a run never trains,
-    silently, on fewer images than the folder holds, and never fails mid-epoch instead.
-    """
-    bad = unreadable_images(paths)
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise BnnError(f"{len(bad)} files under {root} are not readable images: {shown}; "
-                       "remove or replace them")
-
-
-def _decode(path):
-    data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    return tf.ensure_shape(image, (None, None, 3))
-
-
-def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: int = 0,
-                augment: str = "default", randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
-                lighting: float = 0.0, eval_crop_pct: float = aug.DEFAULT_CROP_PCT,
-                eval_interpolation: str = "bilinear", **_ignored) -> Dataset:
-    """An image folder ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg``.
-
-    Classes are the sub-folder names in sorted order. A file that is not a readable image
-    is a one-line error naming it (see :func:`_check_images`). Images are decoded to RGB
-    and go through the ImageNet pipelines (random-resized crop for training, resize and
-    centre crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and
-    std; ``lighting``, ``eval_crop_pct`` and ``eval_interpolation`` as in :func:`load_tfds`.
-    """
-    _check_augment(augment)
-    _check_lighting(lighting)
-    _check_eval(eval_crop_pct, eval_interpolation)
-    root = Path(path)
-    classes, train_paths, train_labels = _list_folder(root / "train")
-    _, val_paths, val_labels = _list_folder(root / "val", classes)
-    _check_images(root, train_paths + val_paths)
-    size = image_size or 224
-
-    def files(paths, labels):
-        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
-        return ds.map(lambda p, y: (_decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
-
-    return _pipelines(f"folder:{path}", files(train_paths, train_labels),
-                      files(val_paths, val_labels), len(train_paths), len(val_paths),
-                      len(classes), classes, "imagenet", size, aug.IMAGENET_MEAN,
-                      aug.IMAGENET_STD, batch_size, seed, augment, randaugment, lighting,
-                      eval_crop_pct, eval_interpolation)
+        return getattr(folders, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

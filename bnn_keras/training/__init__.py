@@ -1,7 +1,9 @@
 """Training: recipes, optimisers and schedules, AGC, distillation, two-step runs.
 
 Modules: :mod:`~bnn_keras.training.config` (``TrainConfig``), :mod:`~bnn_keras.training.run`
-(run folders), :mod:`~bnn_keras.training.optim`, :mod:`~bnn_keras.training.distill`,
+(a run), :mod:`~bnn_keras.training.run_steps` (its build, fit and finish steps),
+:mod:`~bnn_keras.training.run_folder` (a run folder's files), :mod:`~bnn_keras.training.optim`,
+:mod:`~bnn_keras.training.schedules`, :mod:`~bnn_keras.training.distill`,
 :mod:`~bnn_keras.training.two_step`, :mod:`~bnn_keras.training.recipes`,
 :mod:`~bnn_keras.training.callbacks`, :mod:`~bnn_keras.training.resume` (which run folder and
 checkpoint a resume starts from).
@@ -16,7 +18,10 @@ _EXPORTS = {
     "first_checkpoint_prefix": "callbacks", "plot_curves": "callbacks",
     "TrainConfig": "config",
     "distribution_loss": "distill", "load_teacher": "distill", "multi_teacher_loss": "distill",
-    "WarmupCosine": "optim", "WeightDecay": "optim", "build_schedule": "optim",
+    "WeightDecay": "optim",
+    "EpochSchedule": "schedules", "WarmupCosine": "schedules", "WarmupLinear": "schedules",
+    "build_schedule": "schedules",
+    "RunFolder": "run_folder", "model_file": "run_folder",
     "load_recipe": "recipes", "recipe_config": "recipes",
     "RunResult": "run", "last_checkpoint_prefix": "run", "train": "run",
     "TrainingModel": "train_model",

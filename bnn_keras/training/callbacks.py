@@ -13,8 +13,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_text
-
-FIRST_CHECKPOINT = "first"  # checkpoints/first/ckpt-1: the state after epoch 1, kept forever
+from bnn_keras.training.run_folder import RunFolder
 
 
 def first_checkpoint_prefix(run_dir: str | Path) -> Path:
@@ -22,7 +21,7 @@ def first_checkpoint_prefix(run_dir: str | Path) -> Path:
 
     Restore the network with ``tf.train.Checkpoint(net=net).read(str(prefix))``.
     """
-    return Path(run_dir) / "checkpoints" / FIRST_CHECKPOINT / "ckpt-1"
+    return RunFolder(run_dir).first_checkpoint
 
 
 def kept_checkpoint_note(checkpoint_dir: str | Path) -> str:

@@ -8,13 +8,12 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
 from bnn_keras.errors import BnnError
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
 KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
-AUGMENTS = ("default", "randaugment", "none")
-INTERPOLATIONS = ("bilinear", "bicubic")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 

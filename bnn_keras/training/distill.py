@@ -38,7 +38,6 @@ Teachers are Keras models that map the student's (normalised) inputs to logits; 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
@@ -166,6 +165,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
         BnnError: unknown spec, unreadable file, or a class count that does not match.
     """
     from bnn_keras.io import load_keras_model
+    from bnn_keras.training.run_folder import model_file
 
     preprocess = None
     probabilities = False
@@ -199,10 +199,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
         probabilities = True
         model = _with_input_adapter(model, input_shape, mean, std, lqz.preprocess_input)
     else:
-        path = Path(spec)
-        if path.is_dir():
-            path = path / "model.keras"
-        model = load_keras_model(path)
+        model = load_keras_model(model_file(spec))
     outputs = int(model.output_shape[-1])
     if outputs != num_classes:
         raise BnnError(f"teacher {spec} predicts {outputs} classes but the dataset has "

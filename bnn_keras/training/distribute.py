@@ -75,13 +75,13 @@ def global_batches_dataset(images, labels, global_batch: int, strategy: tf.distr
     ``[w * B/W, (w+1) * B/W)`` of every global batch, in order (no shuffling), and each
     worker's replicas split that slice in order. One device sees exactly the global
     batches, so runs on different cluster shapes see the same data."""
-    workers = strategy.extended._num_workers if hasattr(strategy.extended, "_num_workers") else 1
     if global_batch % strategy.num_replicas_in_sync:
         raise BnnError(f"global batch {global_batch} is not divisible by "
                        f"{strategy.num_replicas_in_sync} replicas")
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        per_worker = global_batch // max(workers, 1)
+        # one input pipeline per worker (distribute_datasets_from_function's contract)
+        per_worker = global_batch // max(context.num_input_pipelines, 1)
         w = context.input_pipeline_id
         ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(global_batch,
                                                                         drop_remainder=True)

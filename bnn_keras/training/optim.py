@@ -1,11 +1,10 @@
-r"""The papers' optimisers and learning-rate schedules.
+r"""The papers' optimiser and weight decay (their schedules are in
+:mod:`bnn_keras.training.schedules`).
 
-* ReActNet, BN-free BNN, Bi-Real Net (PyTorch code): Adam, learning rate decaying linearly
-  to zero once per epoch (``linear_by_epoch``), L2 (``torch.optim.Adam(weight_decay=...)``,
-  added to the gradient) on the 4-D tensors only.
-* BNext: AdamW, 5 epochs of linear warm-up from 1e-5 then cosine towards 1e-7, once per
-  epoch (``cosine_by_epoch``), decoupled weight decay 1e-8 on the 4-D tensors and 1e-3 on
-  everything else, gradients clipped to a global norm of 5.
+* ReActNet, BN-free BNN, Bi-Real Net (PyTorch code): Adam, L2
+  (``torch.optim.Adam(weight_decay=...)``, added to the gradient) on the 4-D tensors only.
+* BNext: AdamW, decoupled weight decay 1e-8 on the 4-D tensors and 1e-3 on everything
+  else, gradients clipped to a global norm of 5.
 
 The optimiser is PyTorch's Adam (:class:`TorchAdam`);
 the weight decays and gradient clipping are applied by
@@ -15,151 +14,19 @@ groups can differ and checkpoints stay plain ``Adam`` state.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.training.config import TrainConfig
-
-
-@keras.utils.register_keras_serializable(package="bnn_keras")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    r"""Linear warm-up, then cosine decay.
-
-    \[
-    \eta(t) = \begin{cases}
-    \eta_w + (\eta_0 - \eta_w)\, t / T_w & t < T_w \\
-    \eta_{min} + \tfrac12 (\eta_0 - \eta_{min})\,(1 + \cos(\pi \tfrac{t - T_w}{T - T_w}))
-    & T_w \le t < T \\
-    \eta_{min} & t \ge T \end{cases}
-    \]
-
-    with \(\eta_0\) = ``peak``, \(\eta_w\) = ``warmup_start``, \(T_w\) = ``warmup_steps``
-    and \(T\) = ``total_steps`` (BNext: timm's ``CosineLRScheduler`` with
-    ``warmup_prefix=True``).
-
-    Example:
-        ```python
-        lr = WarmupCosine(1e-3, total_steps=512 * 2500, warmup_steps=5 * 2500,
-                          warmup_start=1e-5, minimum=1e-7)
-        optimizer = keras.optimizers.Adam(lr)
-        ```
-    """
-
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
-                 warmup_start: float = 0.0, minimum: float = 0.0):
-        self.peak = float(peak)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.warmup_start = float(warmup_start)
-        self.minimum = float(minimum)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = float(max(self.warmup_steps, 1))
-        warmup = self.warmup_start + (self.peak - self.warmup_start) * step / warm
-        span = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-        cosine = self.minimum + 0.5 * (self.peak - self.minimum) * (
-            1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < self.warmup_steps, warmup, cosine)
-
-    def get_config(self) -> dict:
-        return {"peak": self.peak, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "warmup_start": self.warmup_start,
-                "minimum": self.minimum}
-
-
-@keras.utils.register_keras_serializable(package="bnn_keras")
-class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    r"""The official scripts' schedules: one learning rate per epoch, set before it.
-
-    With \(e\) the 0-based epoch of the step, \(E\) the epochs, \(W\) the warm-up epochs:
-
-    ``linear`` (``LambdaLR(lambda e: 1 - e / E)`` stepped at the start of every epoch, so
-    epoch \(e\) trains at its value for \(e + 1\)):
-    \( \eta_e = \eta_0 (1 - (e + 1) / E) \).
-
-    ``cosine`` (timm's ``CosineLRScheduler(t_initial=E, warmup_t=W, warmup_prefix=True)``
-    stepped with the epoch): \( \eta_e = \eta_w + e (\eta_0 - \eta_w) / W \) for
-    \(e < W\), then
-    \( \eta_e = \eta_{min} + \tfrac12 (\eta_0 - \eta_{min})
-    (1 + \cos(\pi (e - W) / E)) \).
-
-    Example:
-        ```python
-        lr = EpochSchedule("linear", 5e-4, epochs=256, steps_per_epoch=5005)
-        ```
-    """
-
-    def __init__(self, kind: str, peak: float, epochs: int, steps_per_epoch: int,
-                 warmup_epochs: int = 0, warmup_start: float = 0.0, minimum: float = 0.0):
-        if kind not in ("linear", "cosine"):
-            raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}")
-        self.kind = kind
-        self.peak = float(peak)
-        self.epochs = int(epochs)
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
-        self.warmup_epochs = int(warmup_epochs)
-        self.warmup_start = float(warmup_start)
-        self.minimum = float(minimum)
-
-    def at_epoch(self, epoch):
-        """The learning rate of (0-based) ``epoch``, computed in float64: near the cosine's
-        end ``1 + cos`` cancels, and in float32 the last epoch's rate was 3e-5 off."""
-        e = tf.cast(epoch, tf.float64)
-        if self.kind == "linear":
-            rate = self.peak * (1.0 - (e + 1.0) / self.epochs)
-        else:
-            warm = float(max(self.warmup_epochs, 1))
-            warmup = self.warmup_start + e * (self.peak - self.warmup_start) / warm
-            cosine = self.minimum + 0.5 * (self.peak - self.minimum) * (
-                1.0 + tf.cos(math.pi * (e - self.warmup_epochs) / self.epochs))
-            rate = tf.where(e < self.warmup_epochs, warmup, cosine)
-        return tf.cast(rate, keras.backend.floatx())
-
-    def __call__(self, step):
-        return self.at_epoch(tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_epoch))
-
-    def get_config(self) -> dict:
-        return {"kind": self.kind, "peak": self.peak, "epochs": self.epochs,
-                "steps_per_epoch": self.steps_per_epoch, "warmup_epochs": self.warmup_epochs,
-                "warmup_start": self.warmup_start, "minimum": self.minimum}
-
-
-def build_schedule(config: TrainConfig, steps_per_epoch: int):
-    """The learning-rate schedule of ``config`` over ``epochs * steps_per_epoch`` steps."""
-    total = max(1, config.epochs * steps_per_epoch)
-    if config.schedule == "constant":
-        return config.learning_rate
-    if config.schedule.endswith("_by_epoch"):
-        return EpochSchedule(config.schedule.split("_")[0], config.learning_rate,
-                             config.epochs, steps_per_epoch, config.warmup_epochs,
-                             config.warmup_lr, config.min_lr)
-    if config.schedule == "cosine" or config.warmup_epochs:
-        minimum = config.min_lr
-        if config.schedule == "linear":  # linear with warm-up: a cosine would be wrong
-            return _WarmupLinear(config.learning_rate, total,
-                                 config.warmup_epochs * steps_per_epoch, config.warmup_lr)
-        return WarmupCosine(config.learning_rate, total, config.warmup_epochs * steps_per_epoch,
-                            config.warmup_lr, minimum)
-    return keras.optimizers.schedules.PolynomialDecay(
-        config.learning_rate, decay_steps=total, end_learning_rate=config.min_lr, power=1.0)
-
-
-@keras.utils.register_keras_serializable(package="bnn_keras")
-class _WarmupLinear(WarmupCosine):
-    """Linear warm-up, then linear decay to 0."""
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = float(max(self.warmup_steps, 1))
-        warmup = self.warmup_start + (self.peak - self.warmup_start) * step / warm
-        span = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-        return tf.where(step < self.warmup_steps, warmup, self.peak * (1.0 - progress))
+from bnn_keras.training.schedules import (  # noqa: F401 (importable from here too)
+    EpochSchedule,
+    WarmupCosine,
+    WarmupLinear,
+    build_schedule,
+)
+from bnn_keras.variables import latent_variable
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
@@ -174,9 +41,12 @@ class TorchAdam(keras.optimizers.Adam):
     \]
 
     with \(\epsilon = 10^{-8}\) outside the bias correction, as PyTorch places it. Keras's
-    ``Adam`` puts \(\epsilon\) inside (or scales it with ``adaptive_epsilon``) and its
-    step carries a relative error of about 6e-6 even in float64, enough for a binary net
-    to part from the official one within three steps (``tests/test_official_steps.py``).
+    ``Adam`` puts \(\epsilon\) inside (or scales it with ``adaptive_epsilon``), a step
+    different enough for a binary net to part from the official one within a few steps
+    (``tests/test_official_steps.py``).
+
+    ``learning_rate_schedule`` is the schedule it was built with (``None`` for a constant
+    rate), for :func:`current_learning_rate`.
 
     Example:
         ```python
@@ -188,6 +58,9 @@ class TorchAdam(keras.optimizers.Adam):
                  epsilon: float = 1e-8, name: str = "TorchAdam", **kwargs):
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          name=name, **kwargs)
+        schedule = keras.optimizers.schedules.LearningRateSchedule
+        self.learning_rate_schedule = (learning_rate if isinstance(learning_rate, schedule)
+                                       else None)
 
     def update_step(self, gradient, variable):
         dtype = variable.dtype
@@ -263,7 +136,7 @@ class WeightDecay:
 
     def bind(self, net: keras.Model) -> WeightDecay:
         """Take the ``kernel`` group from ``net`` (:func:`torch_4d_weights`)."""
-        self._kernels = {_latent(v).ref() for v in torch_4d_weights(net)}
+        self._kernels = {latent_variable(v).ref() for v in torch_4d_weights(net)}
         return self
 
     @property
@@ -274,7 +147,7 @@ class WeightDecay:
         if self._kernels is None:
             in_group = variable.shape.rank == 4
         else:
-            in_group = _latent(variable).ref() in self._kernels
+            in_group = latent_variable(variable).ref() in self._kernels
         return self.kernel if in_group else self.other
 
     def add_l2(self, grads: list, variables: list) -> list:
@@ -284,7 +157,7 @@ class WeightDecay:
         out = []
         for g, v in zip(grads, variables):
             rate = self.rate(v)
-            out.append(g + rate * tf.convert_to_tensor(_latent(v)) if g is not None and rate
+            out.append(g + rate * tf.convert_to_tensor(latent_variable(v)) if g is not None and rate
                        else g)
         return out
 
@@ -295,13 +168,8 @@ class WeightDecay:
         for v in variables:
             rate = self.rate(v)
             if rate:
-                latent = _latent(v)
+                latent = latent_variable(v)
                 latent.assign_sub(tf.cast(learning_rate * rate, latent.dtype) * latent)
-
-
-def _latent(variable):
-    """larq's quantized variables wrap the latent (real-valued) variable."""
-    return getattr(variable, "latent_variable", variable)
 
 
 def weight_decay_from_config(config: TrainConfig) -> WeightDecay:
@@ -311,10 +179,16 @@ def weight_decay_from_config(config: TrainConfig) -> WeightDecay:
 
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
-    """The learning rate the optimizer uses at its current step."""
-    lr = getattr(optimizer, "_learning_rate", None)
-    if lr is None:
-        lr = optimizer.learning_rate
+    """The learning rate of the step the optimizer takes next.
+
+    Under a schedule, tf_keras's ``optimizer.learning_rate`` holds the rate of the step
+    before until ``apply_gradients`` updates it, so the schedule of a :class:`TorchAdam`
+    (:func:`build_optimizer`) is evaluated at ``optimizer.iterations``. Another
+    optimizer's ``learning_rate`` is used as it is: exact for a constant rate (and for
+    legacy optimizers, whose ``learning_rate`` is the schedule itself), one step behind
+    for a scheduled tf_keras optimizer.
+    """
+    lr = getattr(optimizer, "learning_rate_schedule", None) or optimizer.learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
         return lr(optimizer.iterations)
     return tf.convert_to_tensor(lr)

@@ -20,9 +20,7 @@ import tensorflow as tf
 
 from bnn_keras.errors import BnnError
 from bnn_keras.training.callbacks import first_checkpoint_prefix
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
+from bnn_keras.training.run_folder import CHECKPOINT_DIR, CONFIG_FILE
 
 
 def rolling_checkpoints(run_dir: str | Path) -> list[Path]:

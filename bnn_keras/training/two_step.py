@@ -24,6 +24,8 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdQuantConv2D
 from bnn_keras.quantizers import standardize_kernel
+from bnn_keras.training.run_folder import MODEL_FILE, model_file
+from bnn_keras.variables import latent_variable
 
 
 def _binary(quantizer) -> bool:
@@ -31,8 +33,13 @@ def _binary(quantizer) -> bool:
 
 
 def binary_kernel_layers(net: keras.Model) -> list[keras.layers.Layer]:
-    """Layers whose kernel quantizer is 1-bit: the binary convs and the binary-kernel convs
-    on real inputs (BNN_NoBN's downsample convs), which stage 1 also keeps real."""
+    """Layers whose kernel quantizer is 1-bit, whatever their inputs: the binary convs and
+    also the binary-kernel convs on real inputs (BNN_NoBN's downsample convs), which
+    stage 1 keeps real too.
+
+    :func:`bnn_keras.export.binary_conv_layers` selects fewer on purpose: only convs with
+    binary inputs *and* kernels, the ones LCE lowers to ``LceBconv2d``.
+    """
     return [layer for layer in net.layers if _binary(getattr(layer, "kernel_quantizer", None))]
 
 
@@ -100,10 +107,6 @@ def _weight_key(layer: keras.layers.Layer, variable) -> str:
     return f"{layer.name}/{name}"
 
 
-def _value(variable):
-    return getattr(variable, "latent_variable", variable).numpy()
-
-
 def _keyed_weights(net: keras.Model) -> dict[str, object]:
     keyed: dict[str, object] = {}
     for layer in net.layers:
@@ -118,12 +121,10 @@ def _keyed_weights(net: keras.Model) -> dict[str, object]:
 
 def resolve_source(source: str | Path) -> Path:
     """A run folder (its ``model.keras``) or a ``.keras`` file."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "model.keras"
-        if not path.exists():
-            raise BnnError(f"--init-from {source}: no model.keras in that folder (did the run "
-                           "finish?)")
+    path = model_file(source)
+    if Path(source).is_dir() and not path.exists():
+        raise BnnError(f"--init-from {source}: no {MODEL_FILE} in that folder (did the run "
+                       "finish?)")
     return path
 
 
@@ -157,8 +158,8 @@ def init_from(net: keras.Model, source: str | Path | keras.Model,
              else report.missing).append(key)
             continue
         taken.add(key)
-        value = _value(src)
-        target = getattr(variable, "latent_variable", variable)
+        value = latent_variable(src).numpy()
+        target = latent_variable(variable)
         if tuple(value.shape) != tuple(target.shape):
             (report.skipped if any(p.fullmatch(layer) for p in patterns)
              else report.mismatched).append(f"{key} {tuple(value.shape)}->{tuple(target.shape)}")
