@@ -16,7 +16,7 @@ import time
 import bnn_keras  # noqa: F401  (before TensorFlow)
 from bnn_keras import models
 from bnn_keras.insight.landscape import loss_landscape
-from bnn_keras.insight.sources import resolve, split_arrays
+from bnn_keras.insight.sources import load_split, resolve
 from bnn_keras.io import load_keras_model
 
 
@@ -32,7 +32,7 @@ def main() -> None:
         model = load_keras_model(resolve(args.run).path)
     else:
         model = models.create("reactnet_18", "bf", 10, (32, 32, 3))
-    x, y, _ = split_arrays("digits", "train", args.samples)
+    x, y, _, _ = load_split("digits", "train", args.samples)
     start = time.time()
 
     def progress(done: int, total: int) -> None:

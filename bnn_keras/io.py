@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 
 def _new_file_mode() -> int:
@@ -167,5 +167,5 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
         with _fast_keras_zip_reads():
             return keras.models.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any loading failure is a bad file for the user
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err, limit=None)
         raise BnnError(f"cannot load {path}: {first[:300]}") from None

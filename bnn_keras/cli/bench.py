@@ -23,10 +23,11 @@ def _keras_beside(tflite: Path, explicit: str | None):
     """The Keras model of ``tflite`` for the float baseline."""
     from bnn_keras.errors import BnnError
     from bnn_keras.io import load_keras_model
+    from bnn_keras.training.run_folder import RunFolder
 
     if explicit:
         return load_keras_model(explicit)
-    for candidate in (tflite.with_suffix(".keras"), tflite.parent / "model.keras"):
+    for candidate in (tflite.with_suffix(".keras"), RunFolder(tflite.parent).model):
         if candidate.is_file():
             return load_keras_model(candidate)
     raise BnnError(f"--float-baseline needs the Keras model of {tflite}: no "

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 INTERRUPTED = ("interrupted (a training run continues with `bnn-keras train --resume`, or "
                "`--resume-from RUN_DIR` for one folder)")
@@ -44,7 +44,7 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     except Exception as err:  # noqa: BLE001
         if os.environ.get("BNN_KERAS_DEBUG"):
             raise
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        first = first_line(err, limit=300) if str(err).strip() else ""
         click.echo(f"error: {type(err).__name__}: {first} "
                    "(set BNN_KERAS_DEBUG=1 for the traceback)", err=True)
         sys.exit(2)

@@ -67,7 +67,8 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
 
     if full:
         points, samples = FULL_GRID["points"], FULL_GRID["samples"]
-    from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+    from bnn_keras.data import check_input_shape
+    from bnn_keras.insight.sources import load_split, resolve
     from bnn_keras.io import load_keras_model
 
     grids, out_dirs = {}, {}
@@ -78,7 +79,7 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
         model = load_keras_model(source.path)
         name = source.run_dir.name
         ds = dataset or source.dataset or "digits"
-        x, y, shape = split_arrays(ds, "train", samples)
+        x, y, shape, _ = load_split(ds, "train", samples)
         check_input_shape(model.input_shape[1:], shape, name, ds)
         click.echo(f"{name}: {points}x{points} grid on {len(y)} {ds} images")
         with click.progressbar(length=points * points, label=f"  {name}", show_eta=True,
@@ -104,9 +105,10 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
 def inspect(run, samples) -> None:
     """Per-layer statistics of RUN: latent histograms, near-zero share, sign flips
     between the first and last checkpoint, WS gains, activation std after every block."""
+    from bnn_keras.data import check_input_shape
     from bnn_keras.errors import BnnError
     from bnn_keras.insight import inspect as lib
-    from bnn_keras.insight.sources import check_input_shape, resolve, split_arrays
+    from bnn_keras.insight.sources import load_split, resolve
     from bnn_keras.io import load_keras_model
 
     source = resolve(run)
@@ -117,7 +119,7 @@ def inspect(run, samples) -> None:
     first = lib.restore_copy(model, checkpoints[0]) if len(checkpoints) > 1 else None
     rows = lib.layer_stats(model, first)
     ds = source.dataset or "digits"
-    x, _, shape = split_arrays(ds, "test", samples)
+    x, _, shape, _ = load_split(ds, "test", samples)
     check_input_shape(model.input_shape[1:], shape, source.run_dir.name, ds)
     stds = lib.block_activation_std(model, x)
     out = Path(source.run_dir) / "inspect"

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS, SPLITS, Dataset, to_arrays
+from bnn_keras.data.base import (
+    AUGMENTS,
+    INTERPOLATIONS,
+    SPLITS,
+    Dataset,
+    check_input_shape,
+    to_arrays,
+)
 from bnn_keras.errors import BnnError
 
 FOLDER_PREFIX = "folder:"
@@ -85,5 +92,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["AUGMENTS", "INTERPOLATIONS", "SPLITS", "Dataset", "digits_arrays", "is_known",
+__all__ = ["AUGMENTS", "INTERPOLATIONS", "SPLITS", "Dataset", "check_input_shape", "digits_arrays",
+           "is_known",
            "load", "load_digits_dataset", "names", "to_arrays"]

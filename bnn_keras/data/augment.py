@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from bnn_keras.data.base import INTERPOLATIONS
 from bnn_keras.data.randaugment import RAND_AUGMENT_OPS, rand_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,7 +106,6 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float] 
     return tf.image.random_flip_left_right(out) if flip else out
 
 
-INTERPOLATIONS = ("bilinear", "bicubic")
 DEFAULT_CROP_PCT = 0.875  # 224 / 256: the official ReActNet / BNN_NoBN / Bi-Real evaluation
 
 

@@ -73,3 +73,12 @@ def to_arrays(pipeline, limit: int | None = None) -> tuple[np.ndarray, np.ndarra
             break
     x, y = np.concatenate(xs), np.concatenate(ys)
     return (x[:limit], y[:limit]) if limit else (x, y)
+
+
+def check_input_shape(model_shape, data_shape, model_name: str, dataset: str) -> None:
+    """A one-line :class:`BnnError` when a dataset's images (``data_shape``) do not fit a
+    model's input (``model_shape``, its batch axis left out or ``None``)."""
+    model_shape = tuple(int(d) for d in model_shape if d is not None)
+    if tuple(model_shape) != tuple(data_shape):
+        raise BnnError(f"dataset {dataset!r} has images of shape {tuple(data_shape)} but "
+                       f"{model_name} expects {tuple(model_shape)}")

@@ -9,7 +9,7 @@
   mean and std.
   ``imagenet2012`` reads the archives you downloaded from ``manual_dir`` (tfds' manual
   download); every tfds set is prepared in, or read from, ``data_dir``.
-* ``augment="randaugment"`` adds RandAugment (BNext's ``rand-m7-mstd0.5``) after the crop.
+* ``augment="randaugment"`` adds RandAugment (BNext's timm ``rand-m7-mstd0.5-inc1``) after the crop.
 * ``lighting=0.1`` adds AlexNet's PCA colour noise after the crop, on the uint8 crop before
   the flip, as ReActNet, BNN_NoBN and Bi-Real Net train on ImageNet.
 
@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from bnn_keras.data import augment as aug
 from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS, Dataset
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str |
     except BnnError:
         raise
     except Exception as err:  # noqa: BLE001 - any tfds failure is a setup problem
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
+        first = first_line(err, limit=240)
         hint = (" (put the ImageNet archives in --manual-dir)" if name == "imagenet2012"
                 else "")
         raise BnnError(f"cannot load tfds dataset {spec.tfds_name!r} from "

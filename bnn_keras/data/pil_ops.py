@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-INTERPOLATIONS = ("bilinear", "bicubic")
+from bnn_keras.data.base import INTERPOLATIONS
 
 
 def keep_order(value: tf.Tensor) -> tf.Tensor:

@@ -214,7 +214,7 @@ class SplitCheck:
 def check_split(model: keras.Model, flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *,
                 dataset: str = "", split: str = "") -> SplitCheck:
     """Accuracy of Keras and of the flatbuffer (LCE's interpreter) on ``x, y``."""
-    from bnn_keras.insight.sources import check_input_shape
+    from bnn_keras.data import check_input_shape
 
     check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset or "the data")
     keras_pred = np.argmax(model.predict(x, batch_size=64, verbose=0), -1)

@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.flatbuffer import LCE_CUSTOM_OPS, op_counts
 from bnn_keras.export.fold import fold_scales
 
@@ -133,9 +133,8 @@ def convert(model: keras.Model, **lce_kwargs) -> bytes:
         else:
             flatbuffer = lce.convert_keras_model(fold_scales(model), **lce_kwargs)
     except Exception as err:  # noqa: BLE001 - the converter raises many types
-        msg = str(err).strip().splitlines()
         raise BnnError(f"LCE cannot convert model {model.name!r}: "
-                       f"{msg[0][:300] if msg else type(err).__name__}") from None
+                       f"{first_line(err, limit=300)}") from None
     # The converter lets ops it does not know through as custom ops; nothing runs them.
     unknown = sorted({op for op in op_counts(flatbuffer)
                       if not op.isupper() and op not in LCE_CUSTOM_OPS})

@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -121,8 +121,7 @@ def _parse(data: bytes, source: str = "input"):
     try:
         return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as err:  # noqa: BLE001
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise BnnError(f"{source} is a corrupt TFLite flatbuffer: {first}") from None
+        raise BnnError(f"{source} is a corrupt TFLite flatbuffer: {first_line(err)}") from None
 
 
 def _op_names(model) -> list[str]:

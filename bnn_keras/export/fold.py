@@ -20,7 +20,10 @@ def binary_temperature(layer: keras.layers.Layer) -> bool:
 
 
 def binary_conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Layers LCE should lower to ``LceBconv2d``: convs with 1-bit inputs and kernels."""
+    """Layers LCE should lower to ``LceBconv2d``: convs with 1-bit inputs and kernels.
+
+    Fewer than :func:`bnn_keras.training.two_step.binary_kernel_layers`, on purpose: that
+    also takes the binary-kernel convs on real inputs, which stage 1 keeps real."""
     out = []
     for layer in model.layers:
         kernel_q = getattr(layer, "kernel_quantizer", None)

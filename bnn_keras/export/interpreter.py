@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 
 def lce_interpreter(flatbuffer: bytes):
@@ -22,7 +22,7 @@ def lce_interpreter(flatbuffer: bytes):
         return Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"LCE's interpreter cannot load the model: "
-                       f"{str(err).splitlines()[0][:200]}") from None
+                       f"{first_line(err)}") from None
 
 
 def predict_tflite(flatbuffer: bytes, inputs: np.ndarray) -> np.ndarray:

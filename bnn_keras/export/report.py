@@ -248,11 +248,10 @@ def export_with_report(model: keras.Model, output: str | os.PathLike, *,
         warnings.warn(INT8_WARNING, UserWarning, stacklevel=2)
     x = y = None
     if dataset:
-        from bnn_keras.insight.sources import check_input_shape, split_arrays
+        from bnn_keras import data
 
-        x, y, _ = split_arrays(dataset, split, max_samples)
-        x = x.astype(np.float32)
-        check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset)
+        x, y = data.load(dataset).arrays(split, max_samples)
+        data.check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset)
     report = export_model(model, output, x, num_samples=num_samples,
                           min_agreement=0.0 if int8_range else min_agreement,
                           lce_kwargs=lce_kwargs)

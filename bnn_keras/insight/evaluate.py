@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnn_keras.data import check_input_shape
 from bnn_keras.export import predict_tflite
-from bnn_keras.insight.sources import check_input_shape, load_split, resolve
+from bnn_keras.insight.sources import load_split, resolve
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -11,8 +11,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.fold import binary_conv_layers
+from bnn_keras.variables import latent_variable
 
 NEAR_ZERO = 0.1  # |w| < NEAR_ZERO * std(w): a tenth of a std away from flipping
 
@@ -42,8 +43,7 @@ def binarizing_view(layer: keras.layers.Layer, latent: np.ndarray) -> np.ndarray
 
 
 def _latent_kernel(layer) -> np.ndarray:
-    kernel = layer.kernel
-    return np.asarray(getattr(kernel, "latent_variable", kernel).numpy())
+    return np.asarray(latent_variable(layer.kernel).numpy())
 
 
 def checkpoint_paths(run_dir: Path) -> list[str]:
@@ -65,7 +65,7 @@ def restore_copy(model: keras.Model, prefix: str) -> keras.Model:
         status.assert_existing_objects_matched()
     except AssertionError as err:
         raise BnnError(f"checkpoint {prefix} does not match the model: "
-                       f"{str(err).splitlines()[0][:200]}") from None
+                       f"{first_line(err)}") from None
     return copy
 
 

@@ -15,9 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-
-def _latent(variable: tf.Variable) -> tf.Variable:
-    return getattr(variable, "latent_variable", variable)
+from bnn_keras.variables import latent_variable
 
 
 def filter_normalized_direction(weights: list[np.ndarray], rng: np.random.Generator,
@@ -80,7 +78,7 @@ def loss_landscape(model: keras.Model, images: np.ndarray, labels: np.ndarray, *
         ```
     """
     points = points + 1 - points % 2
-    variables = [_latent(v) for v in model.trainable_variables]
+    variables = [latent_variable(v) for v in model.trainable_variables]
     origin = [v.numpy() for v in variables]
     rng = np.random.default_rng(seed)
     d1 = filter_normalized_direction(origin, rng)

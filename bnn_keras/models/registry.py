@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import tf_keras as keras
 
 from bnn_keras._env import PLUGINS_ENV
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 Builder = Callable[..., keras.Model]
 
@@ -69,7 +69,7 @@ def load_plugins(modules: str | None = None) -> list[str]:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001  (any failure of the user's module)
             raise BnnError(f"cannot import model module {module!r} from ${PLUGINS_ENV}: "
-                           f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+                           f"{type(err).__name__}: {first_line(err)}") from None
         loaded.append(module)
     return loaded
 

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 
 
 def loss_dtype(logits: tf.Tensor) -> tf.DType:
@@ -178,7 +178,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
         try:
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot load teacher {spec}: {str(err).splitlines()[0][:200]}") \
+            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
                 from None
         preprocess = getattr(module, "preprocess_input", None)
         probabilities = True
@@ -194,7 +194,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
         try:
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot load teacher {spec}: {str(err).splitlines()[0][:200]}") \
+            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
                 from None
         probabilities = True
         model = _with_input_adapter(model, input_shape, mean, std, lqz.preprocess_input)

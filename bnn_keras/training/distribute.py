@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.training.config import STRATEGIES
 
 
@@ -39,7 +39,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as err:
-            raise BnnError(f"no TPU found: {str(err).splitlines()[0][:200]}") from None
+            raise BnnError(f"no TPU found: {first_line(err)}") from None
         return tf.distribute.TPUStrategy(resolver)
     raise BnnError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
 
