@@ -23,7 +23,8 @@ ALIGNS = ("torch", "tf")
 
 
 #: ``"torch"``: the official code's initialisation (PyTorch's defaults, binary latent
-#: weights ``rand * 0.001``); ``"keras"``: Keras's initialisers as bnn-keras used before.
+#: weights ``rand * 0.001``); ``"keras"``: Keras's He and Glorot initialisers (each
+#: factory below names its own).
 INITS = ("torch", "keras")
 
 
