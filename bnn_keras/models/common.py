@@ -1,4 +1,5 @@
-"""Pieces shared by the model families: per-variant conv factories, stems and heads."""
+"""Pieces shared by the model families: per-variant conv factories, stems, heads and the
+BN-free variance schedule."""
 
 from __future__ import annotations
 
