@@ -29,7 +29,8 @@ def test_fold_scales_keeps_signs_and_drops_the_multiply(rng, tmp_path):
         conv = folded.get_layer(lay.name)
         assert isinstance(conv, export.SignKernelConv2D)
         assert set(np.unique(conv.kernel.numpy())) <= {-1.0, 1.0}
-        deployed = lay.binary_kernel().numpy()
+        signs, magnitude = lay.binary_kernel_factors()
+        deployed = (signs * magnitude).numpy()
         np.testing.assert_array_equal(conv.kernel.numpy() * conv.channel_scale.numpy(),
                                       deployed)
     x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Keras layers for binary networks: weight-standardised convs and ReActNet activations."""
+"""Keras layers for binary networks: weight-standardised convs, ReActNet's activations,
+BNext's Info-Recoupling pieces and the PyTorch-aligned ``Rotate180``."""
 
 from bnn_keras.layers.activations import LearnableBias, RPReLU
 from bnn_keras.layers.bnext_layers import ChannelGate, RecouplingMix, UnitIntervalClip

@@ -8,7 +8,12 @@ import tf_keras as keras
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
 class UnitIntervalClip(keras.constraints.Constraint):
-    """Constraint clamping every weight into ``[0, 1]`` after each optimizer update."""
+    r"""Constraint clamping every weight into \([0, 1]\) after each optimizer update.
+
+    \[
+    w \leftarrow \min(\max(w, 0), 1)
+    \]
+    """
 
     def __call__(self, w: tf.Tensor) -> tf.Tensor:
         return tf.clip_by_value(w, 0.0, 1.0)

@@ -57,10 +57,6 @@ class ScaledStdConv2D(_GainMixin, keras.layers.Conv2D):
         super().build(input_shape)
         self._build_gain()
 
-    def standardized_kernel(self) -> tf.Tensor:
-        """The kernel the convolution uses, with gain and ``output_scale`` applied."""
-        return standardize_kernel(self.kernel, self.eps) * self._channel_scale()
-
     def convolution_op(self, inputs, kernel):
         return super().convolution_op(
             inputs, standardize_kernel(kernel, self.eps) * self._channel_scale()
@@ -118,19 +114,12 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
         super().build(input_shape)
         self._build_gain()
 
-    def binary_kernel(self) -> tf.Tensor:
-        """The deployed kernel ``c * g * s * sign(W_hat)``, exactly one magnitude per output
-        channel, whatever the quantizer's forward computes (a straight-through form
-        ``clip(W_hat) + stop_gradient(q - clip(W_hat))`` leaves last-bit differences that
-        stop LCE from seeing a binary filter; :func:`~bnn_keras.quantizers.standardized_sign`
-        is exact, and this keeps the export so if the quantizer changes)."""
-        signs, magnitude = self.binary_kernel_factors()
-        return signs * magnitude
-
     def binary_kernel_factors(self) -> tuple[tf.Tensor, tf.Tensor]:
-        r""":meth:`binary_kernel` as its two factors: the +-1 signs of \(\hat W\)
-        (``sign(0) = +1``, as in larq) and the per-output-channel magnitude
-        \(c \cdot g \cdot s\)."""
+        r"""The deployed kernel \(c \cdot g \cdot s \cdot \mathrm{sign}(\hat W)\) as its two
+        factors: the +-1 signs of \(\hat W\) (``sign(0) = +1``, as in larq) and the
+        per-output-channel magnitude \(c \cdot g \cdot s\), exactly one per channel
+        whatever the quantizer's forward computes (LCE lowers a conv to ``LceBconv2d``
+        only when its kernel is exactly +-one value per output channel)."""
         q = self.kernel_quantizer(tf.convert_to_tensor(self.kernel.latent_variable))
         s = tf.reduce_mean(tf.abs(q), axis=[0, 1, 2])
         return lq.math.sign(q), s * self._channel_scale()

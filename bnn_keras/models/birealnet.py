@@ -17,9 +17,9 @@ Variants:
     ``bf``  BN-free (new: no published Bi-Real Net has one): scaled-WS convs, each block
             ``h + alpha * bconv(sign(h))`` with ``alpha = 0.2`` folded into the binary
             conv. A sign ignores any positive scale, so no ``beta`` is needed before
-            it; the expected variance ``1 + k * alpha**2`` is tracked to give the
-            transition shortcut conv the gain ``strides * beta`` that resets the
-            stream to unit variance at each stage.
+            it; the transition shortcut conv has the gain ``strides * beta``, ``beta``
+            from :func:`~bnn_keras.models.common.variance_schedule`, which restarts the
+            variance at 1 before a transition (so that ``beta`` is 1).
 
 ``align`` and ``binary_pad``: :func:`bnn_keras.models.common.check_conventions` (the
 defaults compute the official network).
@@ -36,12 +36,11 @@ from bnn_keras.models.common import (
     avg_pool,
     batch_norm,
     binary_conv,
-    check_conventions,
     classifier_head,
-    network_input,
     real_conv,
     resnet_stem,
-    resolve_stem,
+    start_network,
+    variance_schedule,
 )
 from bnn_keras.models.registry import register
 
@@ -86,19 +85,17 @@ def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
         init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad, init)
-    stem = resolve_stem(stem, input_shape)
-    inputs, x = network_input(input_shape, align)
+    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
+                                    init=init)
     x = resnet_stem(x, widths[0], stem, variant, init)
+    # a stage's first block has the downsample shortcut, except in stage 1 (stem width)
+    betas = variance_schedule((b == 0 and stage > 1 for stage, n_blocks in
+                               enumerate(blocks, start=1) for b in range(n_blocks)), alpha)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
-        expected_var = 1.0
         for b in range(n_blocks):
             strides = 2 if (b == 0 and stage > 1) else 1
-            if strides != 1 or int(x.shape[-1]) != filters:
-                expected_var = 1.0
             x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
-                       expected_var**-0.5, binary_pad, init)
-            expected_var += alpha**2
+                       next(betas), binary_pad, init)
     outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 

@@ -32,7 +32,8 @@ Variants:
             into the bias before the sign and into the recoupling mix). The ELM module
             keeps the identity shortcut (``u' = u``) and uses ``PReLU'(beta * x)`` only as
             the multiplier (``beta`` folded into the gate too). The expected variance
-            grows by ``alpha**2`` per module and is reset to 1 at each stride-2 block,
+            grows by ``alpha**2`` per module and is reset to 1 at each stride-2 block
+            (:func:`~bnn_keras.models.common.variance_schedule`),
             whose pooled shortcut is scaled by ``strides * beta`` (as in
             ``reactnet_resnet``: pooling divides the variance of uncorrelated features
             by ``strides**2``).
@@ -54,12 +55,11 @@ from bnn_keras.models.common import (
     BN_MOMENTUM,
     avg_pool,
     binary_initializer,
-    check_conventions,
     classifier_head,
-    network_input,
     real_conv,
-    resolve_stem,
+    start_network,
     torch_default,
+    variance_schedule,
 )
 from bnn_keras.models.registry import register
 from bnn_keras.quantizers import BINARY_TEMPERATURE, TemperatureSign
@@ -141,48 +141,78 @@ def _se_gate(x: tf.Tensor, name: str, init: str) -> tf.Tensor:
     return dense(channels, reduced, activation="sigmoid", name=f"{name}_se_expand")(g)
 
 
-def _module(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, variant: str,
-            name: str, binary_pad: float, init: str, alpha: float = 0.2,
-            beta: float = 1.0) -> tf.Tensor:
-    """One BNext module, ``C -> C`` channels (see the module docstring)."""
+def _pool(x: tf.Tensor, strides: int, name: str) -> tf.Tensor:
+    """``x``, or its ``strides x strides`` average pool."""
+    return x if strides == 1 else avg_pool(x, strides, name)
+
+
+def _recoupling_gate(pooled: tf.Tensor, h: tf.Tensor, name: str, init: str,
+                     input_scale: float = 1.0) -> tf.Tensor:
+    """The SE gate of the Info-Recoupling mix ``s * input_scale * u + (1 - s) * h``."""
+    mix = RecouplingMix(input_scale=input_scale, name=f"{name}_mix")([pooled, h])
+    return _se_gate(mix, name, init)
+
+
+def _module_bn(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, name: str,
+               binary_pad: float, init: str) -> tf.Tensor:
+    """One BNext module of the ``bn`` variant, ``C -> C`` channels (see the module
+    docstring)."""
     channels = int(x.shape[-1])
-    bf = variant == "bf"
-    pooled = x
-    if strides != 1:
-        pooled = avg_pool(x, strides, f"{name}_pool")
-
-    h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
-    h = _binary_conv(h, channels, kernel_size, strides, variant, f"{name}_conv", binary_pad,
+    pooled = _pool(x, strides, f"{name}_pool")
+    h = LearnableBias(name=f"{name}_move")(x)
+    h = _binary_conv(h, channels, kernel_size, strides, "bn", f"{name}_conv", binary_pad,
                      init)
-    if not bf:
-        h = _bn(h, f"{name}_bn1")
-    h = _prelu(h, f"{name}_prelu")
-    # bf: the pooled stream is scaled to unit variance; an average pool divides the
-    # variance of spatially uncorrelated features by strides**2 (as in reactnet_resnet)
+    h = _prelu(_bn(h, f"{name}_bn1"), f"{name}_prelu")
+    gate = _recoupling_gate(pooled, h, name, init)
+    h = ChannelGate(name=f"{name}_gate")([h, gate])
+    shortcut = pooled
+    if elm:
+        shortcut = _pool(_prelu(x, f"{name}_res_prelu"), strides, f"{name}_res_pool")
+        h = keras.layers.Multiply(name=f"{name}_attend")([h, shortcut])
+    h = _bn(h, f"{name}_bn2")
+    return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+
+
+def _module_bf(x: tf.Tensor, kernel_size: int, strides: int, *, elm: bool, name: str,
+               binary_pad: float, init: str, alpha: float, beta: float) -> tf.Tensor:
+    """One BNext module of the ``bf`` variant, ``y = u' + alpha * gate * h`` (times
+    ``PReLU'(beta * u)`` for ELM), ``C -> C`` channels (see the module docstring)."""
+    channels = int(x.shape[-1])
+    pooled = _pool(x, strides, f"{name}_pool")
+    # scales the pooled stream to unit variance: an average pool divides the variance of
+    # spatially uncorrelated features by strides**2 (as in reactnet_resnet)
     unit = beta * strides
-    mix = RecouplingMix(input_scale=unit if bf else 1.0, name=f"{name}_mix")([pooled, h])
-    gate = _se_gate(mix, name, init)
-
-    if not bf:
-        h = ChannelGate(name=f"{name}_gate")([h, gate])
-        shortcut = pooled
-        if elm:
-            shortcut = _prelu(x, f"{name}_res_prelu")
-            if strides != 1:
-                shortcut = avg_pool(shortcut, strides, f"{name}_res_pool")
-            h = keras.layers.Multiply(name=f"{name}_attend")([h, shortcut])
-        h = _bn(h, f"{name}_bn2")
-        return keras.layers.Add(name=f"{name}_add")([h, shortcut])
-
-    # bf: y = u' + alpha * gate * h (* PReLU'(beta * u) for ELM), constants on the gate
+    h = LearnableBias(scale=beta, name=f"{name}_move")(x)
+    h = _binary_conv(h, channels, kernel_size, strides, "bf", f"{name}_conv", binary_pad,
+                     init)
+    h = _prelu(h, f"{name}_prelu")
+    gate = _recoupling_gate(pooled, h, name, init, input_scale=unit)
     h = ChannelGate(scale=alpha * unit if elm else alpha, name=f"{name}_gate")([h, gate])
     if elm:
-        h = keras.layers.Multiply(name=f"{name}_attend")([h, _prelu(pooled,
-                                                                    f"{name}_res_prelu")])
+        h = keras.layers.Multiply(name=f"{name}_attend")(
+            [h, _prelu(pooled, f"{name}_res_prelu")])
     shortcut = pooled
     if strides != 1:
         shortcut = keras.layers.Rescaling(unit, name=f"{name}_pool_scale")(pooled)
     return keras.layers.Add(name=f"{name}_add")([h, shortcut])
+
+
+def _module(x: tf.Tensor, kernel_size: int, strides: int, *, variant: str, elm: bool,
+            name: str, binary_pad: float, init: str, alpha: float, beta: float) -> tf.Tensor:
+    """:func:`_module_bf` in the ``bf`` variant (``alpha``, ``beta`` its NF constants),
+    :func:`_module_bn` otherwise."""
+    if variant == "bf":
+        return _module_bf(x, kernel_size, strides, elm=elm, name=name,
+                          binary_pad=binary_pad, init=init, alpha=alpha, beta=beta)
+    return _module_bn(x, kernel_size, strides, elm=elm, name=name, binary_pad=binary_pad,
+                      init=init)
+
+
+def _block_strides(config: BNextConfig) -> list[int]:
+    """Each block's stride: 2 where its width changes, except for block 1."""
+    in_widths = (config.stem, *config.blocks[:-1])
+    return [2 if (i > 0 and filters != in_filters) else 1
+            for i, (in_filters, filters) in enumerate(zip(in_widths, config.blocks))]
 
 
 def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
@@ -204,38 +234,34 @@ def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
         init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad, init)
-    stem = resolve_stem(stem, input_shape)
-    inputs, x = network_input(input_shape, align)
+    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
+                                    init=init)
     x = real_conv(x, config.stem, 3, strides=2 if stem == "imagenet" else 1,
                   variant=variant, name="stem_conv", init=init)
     if variant != "bf":
         x = _bn(x, "stem_bn")
-    expected_var = 1.0
-    for i, filters in enumerate(config.blocks, start=1):
+    all_strides = _block_strides(config)
+    # two residual units per block: the 3x3 module (a transition at stride 2), then the
+    # 1x1 module(s) (two in parallel, sharing one beta, when the block doubles its width)
+    betas = variance_schedule((t for strides in all_strides for t in (strides == 2, False)),
+                              alpha)
+    options = dict(variant=variant, alpha=alpha, binary_pad=binary_pad, init=init)
+    for i, (filters, strides) in enumerate(zip(config.blocks, all_strides), start=1):
         in_filters = int(x.shape[-1])
-        strides = 2 if (i > 1 and filters != in_filters) else 1
-        elm = i % 2 == 0 or strides == 2
-        if strides != 1:
-            expected_var = 1.0  # the pooled shortcut is scaled to unit variance (bf)
         name_i = f"block{i}"
-        x = _module(x, 3, strides, elm=elm, variant=variant, name=f"{name_i}_3x3",
-                    alpha=alpha, beta=expected_var**-0.5, binary_pad=binary_pad,
-                    init=init)
-        expected_var += alpha**2
-        beta = expected_var**-0.5
+        x = _module(x, 3, strides, elm=i % 2 == 0 or strides == 2, name=f"{name_i}_3x3",
+                    beta=next(betas), **options)
+        beta = next(betas)
         if filters == in_filters:
-            x = _module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1",
-                        alpha=alpha, beta=beta, binary_pad=binary_pad, init=init)
+            x = _module(x, 1, 1, elm=False, name=f"{name_i}_1x1", beta=beta, **options)
         elif filters == 2 * in_filters:
-            parts = [_module(x, 1, 1, elm=False, variant=variant, name=f"{name_i}_1x1_{j}",
-                             alpha=alpha, beta=beta, binary_pad=binary_pad, init=init)
+            parts = [_module(x, 1, 1, elm=False, name=f"{name_i}_1x1_{j}", beta=beta,
+                             **options)
                      for j in (1, 2)]
             x = keras.layers.Concatenate(name=f"{name_i}_concat")(parts)
         else:
             raise BnnError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
                            "keep or double their width")
-        expected_var += alpha**2
     x = _prelu(x, "head_prelu")
     outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")

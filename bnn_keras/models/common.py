@@ -1,8 +1,10 @@
-"""Pieces shared by the model families: per-variant conv factories, stems and heads."""
+"""Pieces shared by the model families: per-variant conv factories, stems, heads and the
+BN-free variance schedule."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 import larq as lq
 import tensorflow as tf
@@ -22,7 +24,8 @@ ALIGNS = ("torch", "tf")
 
 
 #: ``"torch"``: the official code's initialisation (PyTorch's defaults, binary latent
-#: weights ``rand * 0.001``); ``"keras"``: Keras's initialisers as bnn-keras used before.
+#: weights ``rand * 0.001``); ``"keras"``: Keras's He and Glorot initialisers (each
+#: factory below names its own).
 INITS = ("torch", "keras")
 
 
@@ -83,12 +86,41 @@ def check_bf_options(variant: str, rprelu: str, pool_gain: bool) -> None:
         raise BnnError("rprelu and pool_gain are options of the bf variant")
 
 
+def variance_schedule(transitions: Iterable[bool], alpha: float, *,
+                      reset_after: bool = False) -> Iterator[float]:
+    """Yield ``beta = 1/sqrt(Var)`` for each residual unit of a BN-free network, in order.
+
+    ``Var``, the expected variance of the residual stream a unit reads, starts at 1 and
+    grows by ``alpha**2`` after each unit (its branch ``alpha * f(beta * x)`` adds a
+    unit-variance term scaled by ``alpha``). A transition unit (``transitions`` true for
+    it: its shortcut brings the stream back to unit variance) restarts ``Var`` at 1:
+    before the unit reads it, or with ``reset_after`` after it, instead of the growth
+    (the official BNN_NoBN schedules: the transition reads the incoming variance, the
+    next unit reads 1).
+    """
+    expected_var = 1.0
+    for transition in transitions:
+        if transition and not reset_after:
+            expected_var = 1.0
+        yield expected_var**-0.5
+        expected_var = 1.0 if transition and reset_after else expected_var + alpha**2
+
+
 def network_input(input_shape: tuple[int, int, int], align: str
                   ) -> tuple[tf.Tensor, tf.Tensor]:
     """The model's input and the tensor the stem reads: the input rotated by 180 degrees
     when ``align == "torch"``."""
     inputs = keras.Input(input_shape, name="image")
     return inputs, (Rotate180(name="rotate180")(inputs) if align == "torch" else inputs)
+
+
+def start_network(input_shape: tuple[int, int, int], stem: str, *, align: str,
+                  binary_pad: float, init: str) -> tuple[tf.Tensor, tf.Tensor, str]:
+    """Check the conventions (:func:`check_conventions`), resolve ``stem``
+    (:func:`resolve_stem`) and make the input: ``(inputs, stem input, stem)``."""
+    check_conventions(align, binary_pad, init)
+    stem = resolve_stem(stem, input_shape)
+    return (*network_input(input_shape, align), stem)
 
 
 def avg_pool(x: tf.Tensor, strides: int, name: str) -> tf.Tensor:

@@ -40,11 +40,10 @@ from bnn_keras.models.common import (
     batch_norm,
     binary_conv,
     check_bf_options,
-    check_conventions,
     classifier_head,
-    network_input,
     real_conv,
-    resolve_stem,
+    start_network,
+    variance_schedule,
 )
 from bnn_keras.models.registry import register
 
@@ -58,19 +57,13 @@ BLOCKS: tuple[tuple[int, int, int], ...] = (
 
 def bf_betas(alpha: float) -> list[tuple[float, float]]:
     """``(beta1, beta2)`` of every block as ``Qaw_reactnet_A_bf.reactnet.__init__``
-    computes them: the expected variance grows by ``alpha**2`` before each half, and a
-    stride-2 block, which still takes the accumulated betas, resets it to 1 for the next
-    block."""
-    expected_var = 1.0 + alpha**2
-    beta1, beta2 = 1.0, expected_var**-0.5
-    betas = []
-    for _, _, strides in BLOCKS:
-        betas.append((beta1, beta2))
-        expected_var = 1.0 if strides == 2 else expected_var + alpha**2
-        beta1 = expected_var**-0.5
-        expected_var += alpha**2
-        beta2 = expected_var**-0.5
-    return betas
+    computes them: :func:`~bnn_keras.models.common.variance_schedule` over the halves,
+    the second half of a stride-2 block a transition reset after it (the stride-2 block
+    still takes the accumulated betas, the next block starts again from 1)."""
+    schedule = variance_schedule(
+        (transition for _, _, strides in BLOCKS for transition in (False, strides == 2)),
+        alpha, reset_after=True)
+    return [(next(schedule), next(schedule)) for _ in BLOCKS]
 
 
 def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
@@ -139,12 +132,11 @@ def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, 
         init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad, init)
-    stem = resolve_stem(stem, input_shape)
     if width <= 0:
         raise BnnError(f"width must be > 0, got {width}")
     check_bf_options(variant, rprelu, pool_gain)
-    inputs, x = network_input(input_shape, align)
+    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
+                                    init=init)
     stem_filters = max(1, round(STEM_FILTERS * width))
     x = real_conv(x, stem_filters, 3, strides=2 if stem == "imagenet" else 1,
                   variant=variant, name="stem_conv", init=init)

@@ -52,12 +52,11 @@ from bnn_keras.models.common import (
     binary_conv,
     binary_weight_conv,
     check_bf_options,
-    check_conventions,
     classifier_head,
-    network_input,
     real_conv,
     resnet_stem,
-    resolve_stem,
+    start_network,
+    variance_schedule,
 )
 from bnn_keras.models.registry import register
 
@@ -65,24 +64,15 @@ WIDTHS = (64, 128, 256, 512)
 SOURCES = ("bnn_nobn", "reactnet")
 
 
-def bf_betas(blocks: Sequence[int], alpha: float, widths: Sequence[int] = WIDTHS
-             ) -> list[list[float]]:
+def bf_betas(blocks: Sequence[int], alpha: float) -> list[list[float]]:
     """``beta`` of every block, per stage, as ``Qaw_reactnet_18_bf.BiRealNet._make_layer``
-    computes it: the expected variance starts at 1, a stage's first block takes the
-    incoming one and resets it to 1 when it has a downsample shortcut, and each later
-    block adds ``alpha**2`` after reading it (so the first two blocks of a stage both
-    get ``beta = 1``)."""
-    expected_var, betas, in_filters = 1.0, [], widths[0]
-    for stage, n_blocks in enumerate(blocks):
-        stage_betas = [expected_var**-0.5]
-        if stage > 0 or in_filters != widths[stage]:  # a downsample shortcut
-            expected_var = 1.0
-        for _ in range(1, n_blocks):
-            stage_betas.append(expected_var**-0.5)
-            expected_var += alpha**2
-        betas.append(stage_betas)
-        in_filters = widths[stage]
-    return betas
+    computes it: :func:`~bnn_keras.models.common.variance_schedule` with each stage's
+    first block a transition reset after it (it reads the incoming variance, the next
+    block reads 1, so the first two blocks of a stage both get ``beta = 1``; the net's
+    first block, which has no downsample shortcut, already reads 1)."""
+    schedule = variance_schedule((b == 0 for n_blocks in blocks for b in range(n_blocks)),
+                                 alpha, reset_after=True)
+    return [[next(schedule) for _ in range(n_blocks)] for n_blocks in blocks]
 
 
 def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
@@ -138,17 +128,16 @@ def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: i
         init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    check_conventions(align, binary_pad, init)
     if source not in SOURCES:
         raise BnnError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "reactnet" and variant != "bn":
         raise BnnError(f"source 'reactnet' (liuzechun/ReActNet) has only the bn variant, "
                        f"not {variant!r}; use source='bnn_nobn'")
     check_bf_options(variant, rprelu, pool_gain)
-    stem = resolve_stem(stem, input_shape)
-    inputs, x = network_input(input_shape, align)
+    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
+                                    init=init)
     x = resnet_stem(x, widths[0], stem, variant, init)
-    betas = bf_betas(blocks, alpha, widths)
+    betas = bf_betas(blocks, alpha)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         for b in range(n_blocks):
             x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, variant=variant,

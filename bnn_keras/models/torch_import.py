@@ -28,6 +28,7 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 from bnn_keras.models.torch_keys import Identity, Source, identify, source_for
 from bnn_keras.quantizers import BINARY_TEMPERATURE
+from bnn_keras.variables import latent_variable
 
 TORCH_EXTRA = "pip install 'bnn-keras[torch]' (a CPU build of torch is enough)"
 
@@ -162,7 +163,7 @@ def layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate: 
             out["bias"] = take(f"{prefix}.bias")
         return out
     if isinstance(layer, keras.layers.Conv2D):
-        shape = tuple(int(d) for d in _latent(layer.kernel).shape)
+        shape = tuple(int(d) for d in latent_variable(layer.kernel).shape)
         # ReActNet-A's and Bi-Real's binary convs hold flat (N, 1) ``weights``
         out = {"kernel": _kernel(take(f"{prefix}.weight", f"{prefix}.weights"), shape, rotate)}
         if layer.use_bias:
@@ -173,10 +174,6 @@ def layer_tensors(layer: keras.layers.Layer, prefixes: tuple[str, ...], rotate: 
             out["temperature"] = take(f"{prefix}.temperature").reshape(())
         return out
     raise BnnError(f"no PyTorch mapping for layer {layer.name!r} ({type(layer).__name__})")
-
-
-def _latent(variable):
-    return getattr(variable, "latent_variable", variable)
 
 
 def _weight_name(variable) -> str:
@@ -213,7 +210,7 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
             name = _weight_name(variable)
             if name not in values:
                 raise BnnError(f"no checkpoint tensor for {layer.name}/{name}")
-            target, value = _latent(variable), values[name]
+            target, value = latent_variable(variable), values[name]
             if tuple(value.shape) != tuple(target.shape):
                 raise BnnError(f"checkpoint tensor for {layer.name}/{name} ({prefixes[0]}) "
                                f"has shape {tuple(value.shape)}, the layer needs "
