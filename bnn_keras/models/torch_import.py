@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.models.torch_keys import Identity, Source, identify, source_for
 from bnn_keras.quantizers import BINARY_TEMPERATURE
 from bnn_keras.variables import latent_variable
@@ -48,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
             with np.load(path, allow_pickle=False) as data:
                 return state_dict(dict(data))
         except (OSError, ValueError) as err:
-            raise BnnError(f"cannot read {path}: {_first_line(err)}") from None
+            raise BnnError(f"cannot read {path}: {first_line(err, limit=300)}") from None
     try:
         import torch
     except ImportError:
@@ -56,13 +56,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
-        raise BnnError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
+        raise BnnError(f"cannot read checkpoint {path}: {first_line(err, limit=300)}") from None
     return state_dict(checkpoint)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def state_dict(checkpoint: Mapping) -> dict[str, np.ndarray]:
