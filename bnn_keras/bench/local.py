@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bnn_keras.errors import BnnError, first_line
+from bnn_keras.errors import BnnError
 from bnn_keras.export.flatbuffer import check_flatbuffer
+from bnn_keras.export.interpreter import lce_interpreter
 
 
 @dataclass
@@ -29,18 +30,6 @@ class Latency:
         return asdict(self)
 
 
-def _interpreter(flatbuffer: bytes, threads: int, use_indirect_bgemm: bool,
-                 use_xnnpack: bool):
-    """LCE's interpreter on ``flatbuffer``, or a one-line :class:`BnnError`."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    try:
-        return Interpreter(flatbuffer, num_threads=threads,
-                           use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
-    except Exception as err:  # noqa: BLE001
-        raise BnnError(f"LCE's interpreter cannot load the model: {first_line(err)}") from None
-
-
 def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
                          warmup: int = 5, use_indirect_bgemm: bool = False,
                          use_xnnpack: bool = False, seed: int = 0) -> Latency:
@@ -58,7 +47,9 @@ def benchmark_flatbuffer(flatbuffer: bytes, *, threads: int = 1, runs: int = 50,
     import larq_compute_engine.tflite.python.interpreter  # noqa: F401  (init_ms: not the import)
 
     start = time.perf_counter()
-    interpreter = _interpreter(flatbuffer, threads, use_indirect_bgemm, use_xnnpack)
+    interpreter = lce_interpreter(flatbuffer, num_threads=threads,
+                                  use_indirect_bgemm=use_indirect_bgemm,
+                                  use_xnnpack=use_xnnpack)
     shape = interpreter.input_shapes[0]
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     init_ms = (time.perf_counter() - start) * 1e3

@@ -13,13 +13,17 @@ import numpy as np
 from bnn_keras.errors import BnnError, first_line
 
 
-def lce_interpreter(flatbuffer: bytes):
-    """LCE's interpreter on ``flatbuffer`` (up to 2 threads), or a one-line
-    :class:`BnnError` when it cannot load it."""
+def lce_interpreter(flatbuffer: bytes, *, num_threads: int | None = None,
+                    use_indirect_bgemm: bool = False, use_xnnpack: bool = False):
+    """LCE's interpreter on ``flatbuffer``, or a one-line :class:`BnnError` when it cannot
+    load it. ``num_threads`` defaults to up to 2; ``use_xnnpack`` runs the float ops with
+    TFLite's XNNPACK delegate."""
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
+    threads = num_threads or min(2, os.cpu_count() or 1)
     try:
-        return Interpreter(flatbuffer, num_threads=min(2, os.cpu_count() or 1))
+        return Interpreter(flatbuffer, num_threads=threads,
+                           use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
     except Exception as err:  # noqa: BLE001
         raise BnnError(f"LCE's interpreter cannot load the model: "
                        f"{first_line(err)}") from None
