@@ -1,5 +1,5 @@
 """Wall time of a loss-landscape grid (default: 21 x 21, reactnet_18 bf, 512 digits images;
-``bnn-keras landscape``'s default is 11 x 11 on 128 images, ``--full`` this one).
+``bnn-keras landscape``'s default is 9 x 9 on 128 images, ``--full`` this one).
 
     python benchmarks/landscape.py [--run runs/reactnet_18-bf-digits] [--points 21]
 

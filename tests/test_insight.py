@@ -132,7 +132,7 @@ def test_landscape_and_inspect_commands_write_pictures(run_dir, capsys):
 
 
 def test_landscape_defaults_and_full_grid(run_dir, capsys, monkeypatch):
-    """The default grid is 11 x 11 on 128 images, ``--full`` 21 x 21 on 512, with a
+    """The default grid is 9 x 9 on 128 images, ``--full`` 21 x 21 on 512, with a
     progress bar on stderr."""
     from bnn_keras.insight import landscape as lib
 
@@ -148,10 +148,10 @@ def test_landscape_defaults_and_full_grid(run_dir, capsys, monkeypatch):
     monkeypatch.setattr(lib, "loss_landscape", fake)
     code, out, err = run_main(["landscape", str(run_dir)], capsys)
     assert code == 0, err
-    assert "11x11 grid on 128 digits images" in out and "tiny-run" in err  # the bar's label
+    assert "9x9 grid on 128 digits images" in out and "tiny-run" in err  # the bar's label
     code, out, err = run_main(["landscape", str(run_dir), "--full"], capsys)
     assert code == 0, err
-    assert seen == [(11, 128), (21, 512)]
+    assert seen == [(9, 128), (21, 512)]
 
 
 def test_sign_flip_ratio_counts_flips():

@@ -46,7 +46,7 @@ FULL_GRID = {"points": 21, "samples": 512}
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--points", type=click.IntRange(min=3), default=11, show_default=True,
+@click.option("--points", type=click.IntRange(min=3), default=9, show_default=True,
               callback=_odd, help="Grid points per axis: odd, so the origin is on the grid.")
 @click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="The grid covers [-span, span] on both directions.")
@@ -54,7 +54,7 @@ FULL_GRID = {"points": 21, "samples": 512}
               help="Fixed training images the loss is evaluated on.")
 @click.option("--full", is_flag=True,
               help=f"The full grid: {FULL_GRID['points']}x{FULL_GRID['points']} points on "
-                   f"{FULL_GRID['samples']} images (about 14x the default's work).")
+                   f"{FULL_GRID['samples']} images (about 22x the default's work).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--dataset", default=None, help="[default: each run's dataset]")
 def landscape(runs, points, span, samples, full, seed, dataset) -> None:
