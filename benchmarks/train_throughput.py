@@ -1,13 +1,16 @@
 """Training-step throughput (images/s) of models and variants, side by side in one process.
 
-Each (model, variant) gets the same TrainingModel step the trainer uses (forward, loss,
+Each (model, variant, precision) gets the same TrainingModel step the trainer uses (forward, loss,
 backward, AGC for ``bf``, Adam update) on random data, compiled with ``tf.function``;
 after ``--warmup`` steps, ``--steps`` timed steps are repeated ``--repeats`` times and the
 best repeat is reported (the least disturbed by other processes). Variants alternate per
 repeat so a noisy neighbour hits all of them alike.
 
     python benchmarks/train_throughput.py --models reactnet_18 --variants bn,bf \\
-        --input-size 32 --batch-size 64
+        --input-size 32 --batch-size 64 --precision float32,mixed_bfloat16
+
+A precision other than float32 builds the network under that Keras policy, with loss
+scaling for ``mixed_float16``, as ``bnn-keras train --precision`` does.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def _parse() -> argparse.Namespace:
                    help="AGC clip factor for every variant [default: 0.02 for BN-free and "
                         "none, off for bn, as in the recipes]")
     p.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
+    p.add_argument("--precision", default="float32",
+                   help="comma-separated: float32, mixed_bfloat16, mixed_float16, auto")
     return p.parse_args()
 
 
@@ -44,6 +49,11 @@ def main() -> None:
 
     from bnn_keras import models
     from bnn_keras.training import TrainingModel
+    from bnn_keras.training.precision import (
+        precision_policy,
+        resolve_precision,
+        with_loss_scaling,
+    )
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -53,17 +63,21 @@ def main() -> None:
     y = tf.constant(rng.integers(0, args.num_classes, args.batch_size).astype(np.int32))
 
     steps = {}
+    precisions = [resolve_precision(p) for p in args.precision.split(",")]
     for name in args.models.split(","):
         for variant in args.variants.split(","):
-            net = models.create(name, variant, args.num_classes, shape)
-            agc = args.agc if args.agc is not None else (0.0 if variant == "bn" else 0.02)
-            trainer = TrainingModel(net, agc_clip=agc)
-            trainer.compile(optimizer=keras.optimizers.Adam(1e-3),
-                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            step = tf.function(trainer.train_step, reduce_retracing=True)
-            for _ in range(args.warmup):
-                step((x, y))
-            steps[(name, variant)] = step
+            for precision in precisions:
+                with precision_policy(precision):
+                    net = models.create(name, variant, args.num_classes, shape)
+                agc = args.agc if args.agc is not None else (0.0 if variant == "bn" else 0.02)
+                trainer = TrainingModel(net, agc_clip=agc)
+                trainer.compile(
+                    optimizer=with_loss_scaling(keras.optimizers.Adam(1e-3), precision),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                step = tf.function(trainer.train_step, reduce_retracing=True)
+                for _ in range(args.warmup):
+                    step((x, y))
+                steps[(name, variant, precision)] = step
     best = {key: float("inf") for key in steps}
     for _ in range(args.repeats):
         for key, step in steps.items():
@@ -78,13 +92,16 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, TF {tf.__version__}")
     agc = "recipe (bn off, others 0.02)" if args.agc is None else args.agc
     print(f"AGC: {agc}")
-    print(f"{'model':<16}{'variant':<9}{'images/s':>10}{'ms/step':>10}{'vs bn':>8}")
-    for (name, variant), seconds in best.items():
+    print(f"{'model':<16}{'variant':<9}{'precision':<16}{'images/s':>10}{'ms/step':>10}"
+          f"{'vs bn':>8}{'vs fp32':>9}")
+    for (name, variant, precision), seconds in best.items():
         ips = args.steps * args.batch_size / seconds
-        bn = best.get((name, "bn"))
+        bn = best.get((name, "bn", precision))
+        fp32 = best.get((name, variant, "float32"))
         ratio = f"{bn / seconds:.2f}x" if bn else "-"
-        print(f"{name:<16}{variant:<9}{ips:>10.1f}{1000 * seconds / args.steps:>10.1f}"
-              f"{ratio:>8}")
+        vs32 = f"{fp32 / seconds:.2f}x" if fp32 else "-"
+        print(f"{name:<16}{variant:<9}{precision:<16}{ips:>10.1f}"
+              f"{1000 * seconds / args.steps:>10.1f}{ratio:>8}{vs32:>9}")
 
 
 if __name__ == "__main__":

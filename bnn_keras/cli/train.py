@@ -11,6 +11,7 @@ from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
     KD_WEIGHTINGS,
     OPTIMIZERS,
+    PRECISIONS,
     SCHEDULES,
     STRATEGIES,
     TrainConfig,
@@ -162,6 +163,10 @@ _NONNEG = click.FloatRange(min=0)
                    "(on the same machine and versions). TensorFlow then runs input maps "
                    "holding random ops serially; its speed cost on a real dataset is not "
                    "measured.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Dtype policy while training (the saved model is float32): auto is "
+                   "mixed_bfloat16 on a CPU with native bfloat16 and no GPU, else float32; "
+                   f"mixed_float16 scales the loss. {_d('precision')}")
 @click.option("--resume", is_flag=True,
               help="Continue the newest run of this name that has a checkpoint, from its "
                    "newest checkpoint that loads (the folder and checkpoint used are "

@@ -12,7 +12,18 @@ from bnn_keras.quantizers import StandardizedSign, standardize_kernel
 
 
 class _GainMixin:
-    """Adds the per-output-channel ``gain`` (init 1) and a fixed ``output_scale``."""
+    """Adds the per-output-channel ``gain`` (init 1) and a fixed ``output_scale``.
+
+    Under a mixed-precision policy the kernel and the gain are not autocast: the
+    standardisation's mean and standard deviation, and the binary kernel's signs, are
+    taken from the float32 weights, and only the finished kernel is cast to the layer's
+    compute dtype (a weight rounded to bfloat16 first can change sign after centring).
+    """
+
+    def add_weight(self, name=None, *args, **kwargs):
+        if name in ("kernel", "gain"):
+            kwargs.setdefault("experimental_autocast", False)
+        return super().add_weight(name, *args, **kwargs)
 
     def _build_gain(self) -> None:
         self.gain = self.add_weight(
@@ -58,9 +69,8 @@ class ScaledStdConv2D(_GainMixin, keras.layers.Conv2D):
         self._build_gain()
 
     def convolution_op(self, inputs, kernel):
-        return super().convolution_op(
-            inputs, standardize_kernel(kernel, self.eps) * self._channel_scale()
-        )
+        kernel = standardize_kernel(kernel, self.eps) * self._channel_scale()
+        return super().convolution_op(inputs, tf.cast(kernel, inputs.dtype))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "eps": self.eps, "output_scale": self.output_scale}
@@ -104,7 +114,7 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
         larq_log.setLevel(logging.ERROR)  # latent weights are standardised: no clip needed
         try:
             super().__init__(filters, kernel_size, input_quantizer=input_quantizer,
-                             kernel_quantizer=StandardizedSign(eps=self.eps),
+                             kernel_quantizer=StandardizedSign(eps=self.eps, dtype="float32"),
                              pad_values=pad_values, use_bias=use_bias,
                              kernel_initializer=kernel_initializer, **kwargs)
         finally:
@@ -126,7 +136,8 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
 
     def convolution_op(self, inputs, kernel):
         # `kernel` is already s * sign(W_hat) (larq reads the quantized variable here).
-        return super().convolution_op(inputs, kernel * self._channel_scale())
+        return super().convolution_op(inputs,
+                                      tf.cast(kernel * self._channel_scale(), inputs.dtype))
 
     def get_config(self) -> dict:
         config = super().get_config()

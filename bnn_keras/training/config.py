@@ -15,6 +15,8 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
 KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+#: training precisions (see :mod:`bnn_keras.training.precision`); ``auto`` is chosen per machine
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass
@@ -60,6 +62,11 @@ class TrainConfig:
     Distribution: ``strategy`` is a ``tf.distribute`` strategy name; ``batch_size`` is the
     global batch, split across replicas; ``sync_bn`` averages BatchNorm statistics over
     replicas (``bn`` variants).
+
+    ``precision`` is the Keras dtype policy the network trains under: ``float32``,
+    ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto``, resolved when the
+    run starts (:func:`bnn_keras.training.precision.resolve_precision`) and stored
+    resolved. The saved model is float32 whatever the precision.
 
     ``deterministic`` turns on TensorFlow's op determinism for the run (see
     :func:`bnn_keras.training.run.seeded`): with the same ``seed``, machine and versions,
@@ -118,6 +125,7 @@ class TrainConfig:
     strategy: str = "default"
     sync_bn: bool = False
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns)
+    precision: str = "float32"  # Keras dtype policy of the network while it trains
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:
@@ -135,7 +143,7 @@ class TrainConfig:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
-                              ("strategy", STRATEGIES),
+                              ("strategy", STRATEGIES), ("precision", PRECISIONS),
                               ("eval_interpolation", INTERPOLATIONS)):
             if getattr(self, name) not in choices:
                 raise BnnError(f"{name} must be one of {', '.join(choices)}, "

@@ -188,6 +188,7 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
     legacy optimizers, whose ``learning_rate`` is the schedule itself), one step behind
     for a scheduled tf_keras optimizer.
     """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
     lr = getattr(optimizer, "learning_rate_schedule", None) or optimizer.learning_rate
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
         return lr(optimizer.iterations)

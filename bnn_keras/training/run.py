@@ -25,6 +25,7 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_json
 from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.precision import resolve_precision
 from bnn_keras.training.resume import check_run_folder, newest_run_with_checkpoint
 from bnn_keras.training.run_folder import RunFolder, next_run_dir
 
@@ -102,6 +103,8 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     folder, resume, why = _choose_folder(config, resume, resume_from, multiworker)
     if resume:
         config = _stored_config(folder, config)
+    else:
+        config.precision = resolve_precision(config.precision)  # stored resolved
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise BnnError(f"the global batch {config.batch_size} does not split evenly over "
@@ -140,6 +143,8 @@ def _choose_folder(config: TrainConfig, resume: bool, resume_from, multiworker: 
 def _stored_config(folder: RunFolder, config: TrainConfig) -> TrainConfig:
     """The resumed run's own config, with a larger ``epochs`` and this ``strategy``."""
     stored = TrainConfig.load(folder.config)
+    if stored.precision == "auto":  # stored before runs had a precision: they were float32
+        stored.precision = "float32"
     stored.epochs = max(stored.epochs, config.epochs) if config.epochs else stored.epochs
     stored.strategy = config.strategy  # a run may resume on another cluster shape
     return stored

@@ -29,6 +29,7 @@ from bnn_keras.training.callbacks import (
     TemperatureSchedule,
 )
 from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.precision import float32_model, precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
 from bnn_keras.training.run_folder import RunFolder
 from bnn_keras.training.train_model import TrainingModel, build_trainer
@@ -67,7 +68,7 @@ def build(config: TrainConfig, strategy: tf.distribute.Strategy, folder: RunFold
 
     dataset = load_data(config)
     train_data, steps_per_epoch = _train_stream(config, dataset)
-    with strategy.scope():
+    with strategy.scope(), precision_policy(config.precision):
         # --init-from fills a network that no checkpoint will: a fresh run, or a resumed
         # one killed before its first epoch ended
         from_init = bool(config.init_from) and not (resume and has_checkpoint(folder.path))
@@ -223,7 +224,7 @@ def finish(config: TrainConfig, setup: RunSetup, fitted: Fitted, folder: RunFold
            chief: bool, export: bool) -> dict:
     """The run's metrics; on the chief, ``model.keras``, the export (unless ``export`` is
     false or the run is stage 1) and ``metrics.json`` written too."""
-    net = setup.net
+    net = float32_model(setup.net)  # what is saved and deployed: float32
     metrics = {
         "model": config.model, "variant": config.variant, "dataset": config.dataset,
         "stage": config.stage, "steps_per_epoch": setup.steps_per_epoch,
@@ -232,7 +233,7 @@ def finish(config: TrainConfig, setup: RunSetup, fitted: Fitted, folder: RunFold
         "train_seconds_this_session": round(fitted.train_seconds, 1),
         "epochs_this_session": fitted.epochs_this_session,
         "strategy": config.strategy, "replicas": setup.replicas,
-        "deterministic": config.deterministic,
+        "deterministic": config.deterministic, "precision": config.precision,
         "stats": models.model_stats(net).as_dict(),
     }
     if not chief:

@@ -17,6 +17,7 @@ from bnn_keras.training.optim import (
     current_learning_rate,
     weight_decay_from_config,
 )
+from bnn_keras.training.precision import with_loss_scaling
 
 
 class TrainingModel(keras.Model):
@@ -34,6 +35,12 @@ class TrainingModel(keras.Model):
     :class:`~bnn_keras.training.distill.TeacherSwitch`) and the teacher, weighted per
     sample (see :mod:`bnn_keras.training.distill`). Evaluation always uses the compiled
     (label) loss. Save ``net``, not this wrapper: it is the deployable model.
+
+    Mixed precision (``net`` built under a mixed policy, see
+    :mod:`bnn_keras.training.precision`): the loss is computed on float32 logits; with a
+    ``LossScaleOptimizer`` the loss is scaled before the backward pass and the gradients
+    unscaled before clipping, and a step with non-finite gradients is skipped by the
+    optimizer (decoupled weight decay still applies on it).
 
     Example:
         ```python
@@ -94,7 +101,7 @@ class TrainingModel(keras.Model):
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            logits = self(x, training=True)
+            logits = tf.cast(self(x, training=True), tf.float32)  # the loss in float32
             if self.teacher is not None:
                 loss, _ = multi_teacher_loss(logits, self.teacher_logits(x), self.kd_weighting)
                 if self.losses:
@@ -105,8 +112,13 @@ class TrainingModel(keras.Model):
                 loss = kd_loss / tf.distribute.get_strategy().num_replicas_in_sync
             else:
                 loss = self.compiled_loss(y, logits, regularization_losses=self.losses)
+            if self.loss_scaled:
+                scaled_loss = self.optimizer.get_scaled_loss(loss)
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        if self.loss_scaled:  # AGC and clipping see the true gradients
+            grads = self.optimizer.get_unscaled_gradients(tape.gradient(scaled_loss, variables))
+        else:
+            grads = tape.gradient(loss, variables)
         ctx = tf.distribute.get_replica_context()
         aggregated = ctx is not None and ctx.num_replicas_in_sync > 1
         if aggregated:  # all-reduce first so AGC sees the global gradient, once
@@ -128,9 +140,14 @@ class TrainingModel(keras.Model):
                     **{m.name: m.result() for m in self.compiled_metrics.metrics}}
         return {m.name: m.result() for m in self.metrics}
 
+    @property
+    def loss_scaled(self) -> bool:
+        """Whether the optimizer scales the loss (``mixed_float16``)."""
+        return isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+
     def test_step(self, data):
         x, y = data[0], data[1]
-        logits = self(x, training=False)
+        logits = tf.cast(self(x, training=False), tf.float32)
         self.compiled_loss(y, logits, regularization_losses=self.losses)
         self.compiled_metrics.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics if m is not self.kd_loss_tracker}
@@ -161,6 +178,7 @@ def build_trainer(config: TrainConfig, net: keras.Model, num_classes: int,
                             assistants=assistants, kd_weighting=config.kd_weighting)
     loss = (SmoothedSparseCE(num_classes, config.label_smoothing) if config.label_smoothing
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trainer.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=loss,
+    optimizer = with_loss_scaling(build_optimizer(config, steps_per_epoch), config.precision)
+    trainer.compile(optimizer=optimizer, loss=loss,
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return trainer

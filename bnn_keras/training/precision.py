@@ -1,0 +1,104 @@
+"""Mixed-precision training: the Keras dtype policy a run builds its network under.
+
+Under ``mixed_bfloat16`` or ``mixed_float16`` every layer computes in 16 bits and keeps
+float32 variables; the optimizer state, the loss (the trainer casts the logits to
+float32), AGC (on the float32 gradients) and the weight standardisation of the WS
+convolutions (:mod:`bnn_keras.layers.ws_conv`) stay float32. A binary conv multiplies
++-1 by +-1, exact in either 16-bit format until the sums. ``mixed_float16`` scales the
+loss (Keras's dynamic ``LossScaleOptimizer``) so small gradients do not flush to zero;
+bfloat16 has float32's range and needs no scaling. The saved ``model.keras`` is always
+the float32 network (:func:`float32_model`): what is deployed does not depend on how it
+was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+from bnn_keras.errors import BnnError
+from bnn_keras.training.config import PRECISIONS
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic, which oneDNN's
+#: bfloat16 convolutions use; without them bfloat16 is emulated and slower than float32
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU advertises native bfloat16 instructions (False where unknown)."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """``precision``, with ``auto`` resolved for this machine: ``mixed_bfloat16`` on a
+    CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
+
+    ``auto`` picks bfloat16 only where it was measured to be faster at the same
+    accuracy (see the README's training-precision section); on GPUs, where
+    ``mixed_float16`` is the usual choice, ask for it explicitly.
+    """
+    if precision not in PRECISIONS:
+        raise BnnError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU") or not cpu_has_bf16():
+        return "float32"
+    return "mixed_bfloat16"
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Layers built in the block take ``precision``'s Keras policy (``auto`` resolved);
+    the global policy is restored afterwards.
+
+    Example:
+        ```python
+        with precision_policy("mixed_bfloat16"):
+            net = bnn_keras.models.create("reactnet_18", "bf", 10, (32, 32, 3))
+        ```
+    """
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(resolve_precision(precision))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def with_loss_scaling(optimizer: keras.optimizers.Optimizer,
+                      precision: str) -> keras.optimizers.Optimizer:
+    """``optimizer`` in a dynamic ``LossScaleOptimizer`` for ``mixed_float16``, else as is."""
+    if precision == "mixed_float16":
+        return keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def is_mixed(model: keras.Model) -> bool:
+    """Whether any layer of ``model`` computes in another dtype than its variables'."""
+    return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
+               for layer in model.layers)
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+    """``model`` with every layer float32 and the same weights (``model`` itself when it
+    is float32 already): the network a mixed-precision run saves and exports."""
+    if not is_mixed(model):
+        return model
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    with precision_policy("float32"):
+        copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    if is_mixed(copy):
+        raise BnnError(f"model {model.name}: a layer stayed mixed precision in its float32 copy")
+    return copy
