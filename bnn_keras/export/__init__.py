@@ -1,7 +1,7 @@
 """Export: Keras model -> LCE ``.tflite`` flatbuffer, checked against the Keras model.
 
 The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE (with
-:mod:`~bnn_keras.export.shifts` moving RPReLU's shifts into biases),
+:mod:`~bnn_keras.export.shifts` moving RPReLU's output shift into the layers after it),
 :mod:`~bnn_keras.export.convert` converts it, :mod:`~bnn_keras.export.check` checks the
 flatbuffer against the model (with :mod:`~bnn_keras.export.interpreter` and
 :mod:`~bnn_keras.export.trace`), :mod:`~bnn_keras.export.report` writes what was found.

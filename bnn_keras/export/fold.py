@@ -175,7 +175,7 @@ def fold_scales(model: keras.Model, *, fold_biases: bool = True) -> keras.Model:
       (:func:`needs_whole_input`) becomes one unpadded conv over its whole input
       (:class:`WholeInputConv2D`), which LCE computes exactly.
     - With ``fold_biases``, each RPReLU becomes a :class:`DeployRPReLU` (one ``PRELU``)
-      whose shifts moved into the biases around it (:func:`plan_shifts`).
+      whose output shift moved into the layers after it (:func:`plan_shifts`).
     """
     targets = {layer.name: layer for layer in foldable_biases(model)}
     plan = plan_shifts(model) if fold_biases else ShiftPlan()

@@ -1,18 +1,18 @@
-"""Export-time folding of RPReLU's constant shifts into the layers around it.
+"""Export-time folding of RPReLU's output shift into the layers after it.
 
 An RPReLU is ``prelu(x - gamma) + zeta``: two per-channel float ops around the PReLU on
-every feature map it sees. Both constants can move to where a constant costs nothing:
+every feature map it sees. ``+ zeta`` moves forward into every consumer, where a constant
+costs nothing: the next ``LearnableBias`` (``sign(y + zeta + b)``: one add before the
+sign instead of two), the next RPReLU's ``gamma``, a batch norm's mean, the bias of a 1x1
+float conv or ``Dense`` (``W^T zeta``), through pools, adds and concatenations. It moves
+only when every path from the RPReLU ends in such a layer; outputs are unchanged up to
+float reassociation. The rest is :class:`DeployRPReLU`, which the converter lowers to a
+``SUB`` and one ``PRELU``.
 
-- ``- gamma`` moves back through the residual add into a bias of the binary branch (the
-  ``LceBconv2d``'s fused output bias, or the batch norm LCE fuses there):
-  ``(a + b) - gamma = (a - gamma) + b``;
-- ``+ zeta`` moves forward into every consumer: the next ``LearnableBias``
-  (``sign(y + zeta + b)``), the next RPReLU's ``gamma``, a batch norm's mean, the bias of a
-  1x1 float conv or ``Dense`` (``W^T zeta``), through pools, adds and concatenations.
-
-The rest is :class:`DeployRPReLU`, which the converter lowers to one ``PRELU``. A shift
-moves only when every tensor it crosses has no other consumer (backward) or every path
-ends in such a layer (forward): outputs are unchanged up to float reassociation.
+``- gamma`` stays: moved back across the residual add into the binary branch's bias it
+would cost nothing either, but ``(a - gamma) + b`` rounds unlike ``(a + b) - gamma``, and
+in a net without batch norm (``reactnet_a`` ``none`` on its official weights) one sign
+within a few ulps of zero then flips and the flip grows through every later block.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _producers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 
 class _Graph:
-    """Producers and consumers of a functional model's layers (each called once)."""
+    """Consumers of a functional model's layers (each called once)."""
 
     def __init__(self, model: keras.Model):
         self.layers = set(model.layers)
@@ -104,10 +104,6 @@ class _Graph:
         found = [node.outbound_layer for node in layer._outbound_nodes
                  if node.outbound_layer in self.layers]
         return list(dict.fromkeys(found))
-
-    def sole_consumer(self, layer: keras.layers.Layer) -> bool:
-        return (layer not in self.outputs and len(layer._inbound_nodes) == 1
-                and len(self.consumers(layer)) == 1)
 
 
 def _has_bias_slot(layer: keras.layers.Layer) -> bool:
@@ -176,52 +172,19 @@ def _into(graph: _Graph, layer, source, delta: np.ndarray) -> Edits | None:
     return None
 
 
-def _backward(graph: _Graph, layer, delta: np.ndarray) -> Edits | None:
-    """Edits that add ``delta`` to ``layer``'s output (for its one consumer), or ``None``."""
-    if not graph.sole_consumer(layer):
-        return None
-    if isinstance(layer, keras.layers.BatchNormalization) and layer.center:
-        return {(layer.name, "beta"): delta}
-    if _has_bias_slot(layer):
-        return {(layer.name, "bias"): delta}
-    producers = _producers(layer)
-    if isinstance(layer, keras.layers.Add):
-        for p in producers:
-            got = producers.count(p) == 1 and _backward(graph, p, delta)
-            if got:
-                return got
-        return None
-    if isinstance(layer, keras.layers.Concatenate) and layer.axis in (3, -1):
-        edits: Edits = {}
-        bounds = np.cumsum([0] + [int(p.output_shape[-1]) for p in producers])
-        for p, start, stop in zip(producers, bounds[:-1], bounds[1:]):
-            got = producers.count(p) == 1 and _backward(graph, p, delta[start:stop])
-            if not got:
-                return None
-            edits.update(got)
-        return edits
-    return None
-
-
 def plan_shifts(model: keras.Model) -> ShiftPlan:
-    """Where each RPReLU of ``model`` can move its shifts (see the module docstring), in
-    order: a shift moved forward into the next RPReLU's ``gamma`` moves on with it."""
+    """Where each RPReLU of ``model`` can move its output shift (see the module
+    docstring)."""
     graph, plan = _Graph(model), ShiftPlan()
     for layer in model.layers:
         if not isinstance(layer, RPReLU) or len(layer._inbound_nodes) != 1:
             continue
-        gamma = layer.bias_in.numpy() + plan.edits.get((layer.name, "bias_in"), 0.0)
-        (producer,) = _producers(layer)
-        back = _backward(graph, producer, -gamma)
-        if back:
-            plan.add(back)
-            plan.add({(layer.name, "bias_in"): -gamma})
         zeta = layer.bias_out.numpy()
         ahead = _forward(graph, layer, zeta)
         if ahead:
             plan.add(ahead)
             plan.add({(layer.name, "bias_out"): -zeta})
-        plan.rprelus[layer.name] = (not back, not ahead)
+        plan.rprelus[layer.name] = (True, not ahead)
     plan.new_bias = {name for name, attribute in plan.edits if attribute == "bias"
                      and _has_bias_slot(model.get_layer(name))
                      and not model.get_layer(name).use_bias}

@@ -62,8 +62,8 @@ class RPReLU(keras.layers.Layer):
     \]
 
     \(\gamma\) (``bias_in``), \(a\) (``alpha``, initialised to 0.25) and \(\zeta\)
-    (``bias_out``) are per channel and shared over the spatial axes. Deployed as one
-    ``PRELU`` op, its shifts folded into the biases around it
+    (``bias_out``) are per channel and shared over the spatial axes. Deployed as a
+    ``SUB`` and one ``PRELU`` op, its output shift folded into the layers after it
     (:func:`bnn_keras.export.plan_shifts`).
 
     Example:
