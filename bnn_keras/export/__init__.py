@@ -1,12 +1,13 @@
 """Export: Keras model -> LCE ``.tflite`` flatbuffer, checked against the Keras model.
 
-The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE,
+The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE (with
+:mod:`~bnn_keras.export.shifts` moving RPReLU's output shift into the layers after it),
 :mod:`~bnn_keras.export.convert` converts it, :mod:`~bnn_keras.export.check` checks the
 flatbuffer against the model (with :mod:`~bnn_keras.export.interpreter` and
 :mod:`~bnn_keras.export.trace`), :mod:`~bnn_keras.export.report` writes what was found.
 """
 
-from bnn_keras.export.calibrate import calibrate_batchnorm
+from bnn_keras.export.calibrate import calibrate_batchnorm, perturb_shifts
 from bnn_keras.export.check import (
     Agreement,
     Deployability,
@@ -18,9 +19,11 @@ from bnn_keras.export.check import (
 )
 from bnn_keras.export.convert import convert, save_inference_graph
 from bnn_keras.export.flatbuffer import (
+    ELEMENTWISE_OPS,
     LCE_CUSTOM_OPS,
     bconv_options,
     check_flatbuffer,
+    elementwise_counts,
     input_producers,
     op_counts,
     op_list,
@@ -46,17 +49,21 @@ from bnn_keras.export.report import (
     mac_figures,
     size_figures,
 )
+from bnn_keras.export.shifts import DeployRPReLU, ShiftPlan, plan_shifts
 from bnn_keras.export.trace import Divergence, SignTrace, first_flips, trace_signs
 
 __all__ = [
-    "INT8_WARNING", "LCE_CUSTOM_OPS",
-    "Agreement", "DeployReport", "Deployability", "Divergence", "ExportReport", "Finding",
+    "ELEMENTWISE_OPS", "INT8_WARNING", "LCE_CUSTOM_OPS",
+    "Agreement", "DeployRPReLU", "DeployReport", "Deployability", "Divergence", "ExportReport",
+    "Finding", "ShiftPlan",
     "SignKernelConv2D", "SignTrace", "SplitCheck", "WholeInputConv2D",
     "WholeInputSignKernelConv2D",
     "bconv_options", "binary_conv_layers", "calibrate_batchnorm", "check_deployable",
     "check_flatbuffer", "check_split", "compare", "convert", "default_report_path",
-    "export_model", "export_with_report", "first_flips", "fold_scales", "foldable_biases",
+    "elementwise_counts", "export_model", "export_with_report", "first_flips", "fold_scales",
+    "foldable_biases",
     "input_producers", "lce_interpreter", "mac_figures", "needs_whole_input", "op_counts",
-    "op_list", "predict_tflite", "probe_in_subprocess", "read_flatbuffer",
+    "op_list", "perturb_shifts", "plan_shifts", "predict_tflite", "probe_in_subprocess",
+    "read_flatbuffer",
     "save_inference_graph", "size_figures", "trace_signs",
 ]

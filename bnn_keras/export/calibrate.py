@@ -1,4 +1,5 @@
-"""BatchNorm statistics from data, for checking untrained or briefly trained models."""
+"""BatchNorm statistics from data and shifts off zero, for checking untrained or briefly
+trained models."""
 
 from __future__ import annotations
 
@@ -43,3 +44,30 @@ def calibrate_batchnorm(model: keras.Model, inputs: np.ndarray) -> int:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
     return len(layers)
+
+
+#: Variables a net starts at zero and training moves: biases, batch-norm offsets and
+#: ReActNet's shifts (``LearnableBias``, ``RPReLU``).
+SHIFT_VARIABLES = frozenset({"bias", "beta", "bias_in", "bias_out"})
+
+
+def perturb_shifts(model: keras.Model, rng: np.random.Generator, std: float = 0.1) -> int:
+    r"""Add \(\mathcal{N}(0, \mathrm{std}^2)\) noise to every variable of ``model`` named
+    in :data:`SHIFT_VARIABLES`; returns how many were moved.
+
+    The converter drops an add of zeros, so an untrained net exports with fewer float ops
+    than a trained one; moved off zero, every shift is there as in a trained net.
+
+    Example:
+        ```python
+        perturb_shifts(model, np.random.default_rng(0))
+        flatbuffer = convert(model)  # the ops a trained model exports with
+        ```
+    """
+    moved = 0
+    for variable in model.weights:
+        if variable.name.split("/")[-1].split(":")[0] in SHIFT_VARIABLES:
+            noise = rng.normal(0.0, std, variable.shape).astype(np.float32)
+            variable.assign(variable.numpy() + noise)
+            moved += 1
+    return moved

@@ -107,8 +107,9 @@ def _uses_frozen_route(model: keras.Model, lce_kwargs: dict) -> bool:
             and frozen_route_available())
 
 
-def convert(model: keras.Model, **lce_kwargs) -> bytes:
-    """Convert ``model`` with LCE after :func:`~bnn_keras.export.fold_scales`.
+def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> bytes:
+    """Convert ``model`` with LCE after :func:`~bnn_keras.export.fold_scales`
+    (``fold_biases`` goes to it).
 
     The route (see the module's docstring) does not change the result. ``lce_kwargs`` go
     to the converter (e.g. ``experimental_default_int8_range``) and select a public
@@ -123,15 +124,16 @@ def convert(model: keras.Model, **lce_kwargs) -> bytes:
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             if _uses_frozen_route(model, lce_kwargs):
-                flatbuffer = _convert_frozen(fold_scales(model))
+                flatbuffer = _convert_frozen(fold_scales(model, fold_biases=fold_biases))
             else:
                 with tempfile.TemporaryDirectory() as directory:
                     # the folded copy is dropped before the converter runs: for a large
                     # model every copy of the weights counts
-                    save_inference_graph(fold_scales(model), directory)
+                    save_inference_graph(fold_scales(model, fold_biases=fold_biases), directory)
                     flatbuffer = lce.convert_saved_model(directory, **lce_kwargs)
         else:
-            flatbuffer = lce.convert_keras_model(fold_scales(model), **lce_kwargs)
+            flatbuffer = lce.convert_keras_model(fold_scales(model, fold_biases=fold_biases),
+                                                 **lce_kwargs)
     except Exception as err:  # noqa: BLE001 - the converter raises many types
         raise BnnError(f"LCE cannot convert model {model.name!r}: "
                        f"{first_line(err, limit=300)}") from None

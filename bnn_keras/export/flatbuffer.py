@@ -13,6 +13,11 @@ TFLITE_IDENTIFIER = b"TFL3"
 #: LCE's custom ops: the only custom ops its interpreter has kernels for.
 LCE_CUSTOM_OPS = frozenset({"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d"})
 
+#: TFLite's element-wise float ops: each one more pass over its feature map.
+ELEMENTWISE_OPS = frozenset({"ADD", "SUB", "MUL", "DIV", "NEG", "ABS", "RELU", "RELU6",
+                             "PRELU", "LEAKY_RELU", "MAXIMUM", "MINIMUM",
+                             "SQUARED_DIFFERENCE"})
+
 #: ``padding`` in ``LceBconv2d``'s options: TFLite's schema enum (SAME, VALID).
 _SAME_PADDING = 0
 
@@ -144,6 +149,11 @@ def op_list(data: bytes) -> list[str]:
 def op_counts(data: bytes) -> Counter:
     """How many operators of each type the flatbuffer holds."""
     return Counter(op_list(data))
+
+
+def elementwise_counts(data: bytes) -> Counter:
+    """How many operators of each :data:`ELEMENTWISE_OPS` type the flatbuffer holds."""
+    return Counter({op: n for op, n in op_counts(data).items() if op in ELEMENTWISE_OPS})
 
 
 def input_producers(data: bytes, op_type: str) -> list[list[str]]:

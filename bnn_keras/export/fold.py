@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.export.shifts import DeployRPReLU, ShiftPlan, plan_shifts
 from bnn_keras.layers import LearnableBias, ScaledStdQuantConv2D
 from bnn_keras.quantizers import BINARY_TEMPERATURE, TemperatureSign, is_binarizing
 
@@ -153,7 +154,7 @@ def _whole_input_weights(layer: keras.layers.Layer, weights: list[np.ndarray]
     return [np.concatenate(windows, axis=-1), *tiled]
 
 
-def fold_scales(model: keras.Model) -> keras.Model:
+def fold_scales(model: keras.Model, *, fold_biases: bool = True) -> keras.Model:
     """A copy of ``model`` rewritten for LCE; ``model`` itself when there is nothing to do.
 
     - Each foldable ``LearnableBias`` (:func:`foldable_biases`) goes from
@@ -173,12 +174,15 @@ def fold_scales(model: keras.Model) -> keras.Model:
     - Each zero-padded binary conv on an input smaller than its kernel
       (:func:`needs_whole_input`) becomes one unpadded conv over its whole input
       (:class:`WholeInputConv2D`), which LCE computes exactly.
+    - With ``fold_biases``, each RPReLU becomes a :class:`DeployRPReLU` (one ``PRELU``)
+      whose output shift moved into the layers after it (:func:`plan_shifts`).
     """
     targets = {layer.name: layer for layer in foldable_biases(model)}
+    plan = plan_shifts(model) if fold_biases else ShiftPlan()
     ws_convs = {layer.name for layer in model.layers if isinstance(layer, ScaledStdQuantConv2D)}
     whole = {layer.name: layer for layer in model.layers if needs_whole_input(layer)}
     decayed = {layer.name for layer in model.layers if binary_temperature(layer)}
-    if not targets and not ws_convs and not whole and not decayed:
+    if not targets and not ws_convs and not whole and not decayed and not plan:
         return model
 
     def clone(layer):
@@ -188,6 +192,12 @@ def fold_scales(model: keras.Model) -> keras.Model:
                   and "class_name" in v else v for k, v in layer.get_config().items()}
         if layer.name in targets:
             config["scale"] = 1.0
+        if layer.name in plan.rprelus:
+            shift_in, shift_out = plan.rprelus[layer.name]
+            return DeployRPReLU.from_config({**config, "shift_in": shift_in,
+                                             "shift_out": shift_out})
+        if layer.name in plan.new_bias:
+            config["use_bias"] = True
         if layer.name in decayed:
             config["kernel_quantizer"] = "ste_sign"
         if layer.name in whole:
@@ -216,6 +226,8 @@ def fold_scales(model: keras.Model) -> keras.Model:
             weights = [w.numpy() for w in src.weights if w is not temperature]
         else:
             weights = src.get_weights()
+        if src.name in plan.new_bias:  # Conv2D and Dense hold the bias second
+            weights.insert(1, np.zeros(weights[0].shape[-1], np.float32))
         if src.name in targets:
             weights = [w / src.scale for w in weights]
         if src.name in whole:
@@ -224,4 +236,5 @@ def fold_scales(model: keras.Model) -> keras.Model:
                 weights[0] = src.kernel_quantizer(src.kernel.latent_variable).numpy()
             weights = _whole_input_weights(src, weights)
         dst.set_weights(weights)
+        plan.apply(dst)
     return folded

@@ -62,7 +62,9 @@ class RPReLU(keras.layers.Layer):
     \]
 
     \(\gamma\) (``bias_in``), \(a\) (``alpha``, initialised to 0.25) and \(\zeta\)
-    (``bias_out``) are per channel and shared over the spatial axes.
+    (``bias_out``) are per channel and shared over the spatial axes. Deployed as a
+    ``SUB`` and one ``PRELU`` op, its output shift folded into the layers after it
+    (:func:`bnn_keras.export.plan_shifts`).
 
     Example:
         ```python
@@ -86,7 +88,8 @@ class RPReLU(keras.layers.Layer):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         x = inputs - self.bias_in
-        # relu(x) + (-a) * relu(-x): the form TFLite fuses into one PRELU op.
+        # with alpha of shape (C,) TFLite does not fuse this into a PRELU; the export
+        # copy's DeployRPReLU broadcasts alpha over (1, 1, C), which it fuses
         y = tf.nn.relu(x) + (-self.alpha) * tf.nn.relu(-x)
         return y + self.bias_out
 
