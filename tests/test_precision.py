@@ -49,6 +49,20 @@ def test_policy_is_restored():
     assert keras.mixed_precision.global_policy().name == before
 
 
+def test_policy_leaves_floatx_in_charge():
+    """An unset global policy stays unset: set_floatx() still decides layers' dtypes, as
+    the float64 comparisons with the official code need."""
+    with precision_policy("float32"):
+        pass
+    keras.backend.set_floatx("float64")
+    try:
+        layer = ScaledStdQuantConv2D(4, 3, padding="same")
+        y = layer(np.ones((1, 5, 5, 3)))
+        assert layer.dtype == y.dtype == layer.kernel_quantizer.dtype == "float64"
+    finally:
+        keras.backend.set_floatx("float32")
+
+
 @pytest.mark.parametrize("layer_class", [ScaledStdConv2D, ScaledStdQuantConv2D])
 def test_ws_statistics_stay_float32(layer_class, rng):
     # every weight is 1 + a small offset: rounded to bfloat16 first, the offsets (and

@@ -114,11 +114,15 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
         larq_log.setLevel(logging.ERROR)  # latent weights are standardised: no clip needed
         try:
             super().__init__(filters, kernel_size, input_quantizer=input_quantizer,
-                             kernel_quantizer=StandardizedSign(eps=self.eps, dtype="float32"),
+                             kernel_quantizer=StandardizedSign(eps=self.eps),
                              pad_values=pad_values, use_bias=use_bias,
                              kernel_initializer=kernel_initializer, **kwargs)
         finally:
             larq_log.setLevel(level)
+        # the signs and their scale from the variables' dtype (float32 under a mixed
+        # policy, float64 where floatx is), never from a 16-bit copy
+        self.kernel_quantizer = StandardizedSign(eps=self.eps,
+                                                 dtype=self.dtype_policy.variable_dtype)
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.mixed_precision import policy as keras_policy
 
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import PRECISIONS
@@ -66,7 +67,9 @@ def precision_policy(precision: str) -> Iterator[None]:
             net = bnn_keras.models.create("reactnet_18", "bf", 10, (32, 32, 3))
         ```
     """
-    before = keras.mixed_precision.global_policy()
+    # the policy as set, None when unset: global_policy() would return Policy(floatx())
+    # and restoring that would pin it, so that a later set_floatx() no longer applies
+    before = keras_policy._global_policy
     keras.mixed_precision.set_global_policy(resolve_precision(precision))
     try:
         yield
