@@ -1,0 +1,239 @@
+"""Where a training epoch's time goes: the run's step alone against `bnn-keras train`'s epochs.
+
+Builds the run `bnn-keras train` builds from the same flags (data, network, trainer,
+checkpoints, callbacks: :mod:`bnn_keras.training.run_steps`) in a scratch folder, then, in
+one process:
+
+1. times the trainer's step alone (``tf.function(trainer.train_step)`` on one batch of the
+   run's own pipeline, as ``benchmarks/train_throughput.py`` does), best of ``--repeats``;
+2. runs ``--epochs`` epochs through ``run_steps.fit`` with the run's callbacks, timing for
+   every epoch the training batches, the validation pass and each callback's epoch-end
+   work; the first epoch (tracing) is shown but left out of the mean;
+3. times the step again (the machine may have changed in between) and prints the epoch's
+   throughput against the better of the two step figures;
+4. with ``--peer-src PATH`` (a checkout of VITA-Group/BNN_NoBN; needs torch), times the
+   official PyTorch step of the same network on the same batch shape: its
+   ``models/Qaw_reactnet_18_<variant>.py`` network (``imagenet=False`` below 112 pixels,
+   as our ``stem="auto"``), cross-entropy, backward, its ``agc.py`` clipping with our
+   clip factor on every parameter but ``fc`` (as its ``train.py``), ``torch.optim.Adam``;
+   float32, ``torch.set_num_threads`` at the CPU count.
+
+    python benchmarks/epoch_throughput.py --epochs 3            # the default run
+    python benchmarks/epoch_throughput.py --variant bn --precision mixed_bfloat16
+    python benchmarks/epoch_throughput.py --peer-src ../BNN_NoBN --precision mixed_bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import bnn_keras  # noqa: F401  (Keras 2 before TensorFlow)
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="reactnet_18")
+    p.add_argument("--variant", default="bf")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--epochs", type=int, default=3, help="epochs run (the first is tracing)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per repeat of the step")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peer-src", default="",
+                   help="a VITA-Group/BNN_NoBN checkout: time its PyTorch step too")
+    return p.parse_args()
+
+
+def peer_step_seconds(src: str, variant: str, shape: tuple[int, int, int], batch: int,
+                      classes: int, agc: float, lr: float, steps: int, repeats: int) -> float:
+    """Seconds per step of BNN_NoBN's own ReActNet-18 training step (best repeat)."""
+    import importlib.util
+    import sys
+
+    import torch
+    import torch.nn.functional as F
+
+    root = Path(src)
+    model_py = root / "models" / f"Qaw_reactnet_18_{variant}.py"
+    if not model_py.is_file():
+        raise SystemExit(f"--peer-src: no {model_py} (a VITA-Group/BNN_NoBN checkout, "
+                         "variants bn, bf, none)")
+    sys.path.insert(0, str(root))  # its models import `layers`, its AGC is `agc`
+    spec = importlib.util.spec_from_file_location("bnn_nobn_model", model_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from agc import adaptive_clip_grad
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    net = module.birealnet18(imagenet=shape[0] >= 112, num_classes=classes).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    clipped = [p for name, p in net.named_parameters() if "fc" not in name]
+    x = torch.randn(batch, shape[2], shape[0], shape[1])
+    y = torch.randint(0, classes, (batch,))
+
+    def step() -> float:
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        if agc:
+            adaptive_clip_grad(clipped, clip_factor=agc)
+        optimizer.step()
+        return loss.item()
+
+    step()
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
+def _timed_callbacks(callbacks, keras):
+    """Each callback's ``on_epoch_end`` wrapped to add its seconds to a shared table, and a
+    callback that records when each epoch's batches and its validation begin and end."""
+    spent: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def wrap(cb):
+        inner = cb.on_epoch_end
+
+        def on_epoch_end(epoch, logs=None):
+            start = time.perf_counter()
+            inner(epoch, logs)
+            spent[epoch][type(cb).__name__] += time.perf_counter() - start
+        cb.on_epoch_end = on_epoch_end
+        return cb
+
+    class Phases(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.t0 = epoch, time.perf_counter()
+            self.batch_seconds = batches[epoch] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t_batch = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batch_seconds.append(time.perf_counter() - self.t_batch)
+
+        def on_test_begin(self, logs=None):
+            spent[self.epoch]["batches"] += time.perf_counter() - self.t0
+            self.t_test = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            spent[self.epoch]["validation"] += time.perf_counter() - self.t_test
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.t_end = time.perf_counter()
+
+    class Total(keras.callbacks.Callback):  # last: after every other epoch-end
+        def __init__(self, phases):
+            super().__init__()
+            self.phases = phases
+
+        def on_epoch_end(self, epoch, logs=None):
+            spent[epoch]["epoch"] = time.perf_counter() - self.phases.t0
+
+    batches: dict[int, list[float]] = {}
+    phases = Phases()
+    return [phases, *(wrap(cb) for cb in callbacks), Total(phases)], spent, batches
+
+
+def main() -> None:
+    args = _parse()
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from bnn_keras.training import run_steps
+    from bnn_keras.training.config import TrainConfig
+    from bnn_keras.training.run_folder import RunFolder
+
+    config = TrainConfig(model=args.model, variant=args.variant, dataset=args.dataset,
+                         batch_size=args.batch_size, precision=args.precision,
+                         epochs=args.epochs)
+    strategy = tf.distribute.get_strategy()
+    with tempfile.TemporaryDirectory(prefix="epoch-throughput-") as tmp:
+        folder = RunFolder(tmp)
+        keras.utils.set_random_seed(config.seed)
+        setup = run_steps.build(config, strategy, folder, resume=False, chief=True)
+        trainer = setup.trainer
+        batch = next(iter(setup.train_data))
+        images = int(batch[0].shape[0])
+
+        step = tf.function(trainer.train_step, reduce_retracing=True)
+
+        def step_seconds() -> float:
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    out = step(batch)
+                float(out["loss"])
+                best = min(best, (time.perf_counter() - start) / args.steps)
+            return best
+
+        step(batch)  # trace
+        before = step_seconds()
+
+        run_callbacks = run_steps._callbacks(config, setup, folder, None)
+        callbacks, spent, batches = _timed_callbacks(run_callbacks, keras)
+        trainer.fit(setup.train_data, epochs=config.epochs, validation_data=setup.dataset.test,
+                    verbose=0, callbacks=callbacks)
+        after = step_seconds()
+    peer = None
+    if args.peer_src:
+        if args.model != "reactnet_18":
+            raise SystemExit("--peer-src: the PyTorch reference is BNN_NoBN's reactnet_18")
+        peer = peer_step_seconds(args.peer_src, args.variant, setup.dataset.input_shape,
+                                 images, setup.dataset.num_classes, config.agc_clip,
+                                 config.learning_rate, args.steps, args.repeats)
+
+    step_ips = images / min(before, after)
+    train_images = setup.dataset.train_size
+    print(f"epoch against step: {args.model} {args.variant} on {args.dataset}, batch "
+          f"{args.batch_size}, {args.precision}, {train_images} training images, "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}")
+    print(f"step alone: {images / before:.1f} img/s before the epochs, {images / after:.1f} "
+          f"after (best of {args.repeats} x {args.steps} steps)")
+    names = sorted({k for row in spent.values() for k in row} - {"batches", "epoch"},
+                   key=lambda k: (k != "validation", k))
+    print(f"{'epoch':<7}{'total s':>9}{'batches s':>11}"
+          + "".join(f"{n[:14]:>16}" for n in names) + f"{'img/s':>8}{'vs step':>9}")
+    ratios = []
+    for epoch in sorted(spent):
+        row = spent[epoch]
+        ips = train_images / row["epoch"]
+        if epoch > 0:
+            ratios.append(ips / step_ips)
+        print(f"{epoch + 1:<7}{row['epoch']:>9.2f}{row['batches']:>11.2f}"
+              + "".join(f"{row.get(n, 0.0):>16.2f}" for n in names)
+              + f"{ips:>8.1f}{ips / step_ips:>8.0%}" + ("  (tracing)" if epoch == 0 else ""))
+    if ratios:
+        print(f"epochs 2-{len(spent)}: {np.mean(ratios):.0%} of the step's throughput "
+              f"(min {min(ratios):.0%})")
+        later = [t for e in sorted(batches)[1:] for t in batches[e][:-1]]
+        last = [batches[e][-1] for e in sorted(batches)[1:]]
+        print(f"a batch inside fit (epochs 2-{len(spent)}): median {np.median(later):.3f} s "
+              f"against {min(before, after):.3f} s alone; the epoch's last batch "
+              f"({train_images % images or images} images) {np.median(last):.3f} s")
+    if peer is not None:
+        import torch
+
+        epoch_ips = np.mean(ratios) * step_ips if ratios else float("nan")
+        print(f"PyTorch reference (BNN_NoBN Qaw_reactnet_18_{args.variant}, torch "
+              f"{torch.__version__}, float32): {images / peer:.1f} img/s per step; ours "
+              f"{step_ips / (images / peer):.2f}x per step, "
+              f"{epoch_ips / (images / peer):.2f}x per epoch")
+
+
+if __name__ == "__main__":
+    main()
