@@ -50,6 +50,20 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+def peer_model_file(src: str, variant: str) -> Path:
+    """BNN_NoBN's ReActNet-18 file of ``variant`` under ``src``; exits with one line when
+    it or torch is missing (checked before the long timing of our own run starts)."""
+    model_py = Path(src) / "models" / f"Qaw_reactnet_18_{variant}.py"
+    if not model_py.is_file():
+        raise SystemExit(f"--peer-src: no {model_py} (a VITA-Group/BNN_NoBN checkout, "
+                         "variants bn, bf, none)")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("--peer-src needs torch (pip install -e \".[torch]\")") from None
+    return model_py
+
+
 def peer_step_seconds(src: str, variant: str, shape: tuple[int, int, int], batch: int,
                       classes: int, agc: float, lr: float, steps: int, repeats: int) -> float:
     """Seconds per step of BNN_NoBN's own ReActNet-18 training step (best repeat)."""
@@ -60,10 +74,7 @@ def peer_step_seconds(src: str, variant: str, shape: tuple[int, int, int], batch
     import torch.nn.functional as F
 
     root = Path(src)
-    model_py = root / "models" / f"Qaw_reactnet_18_{variant}.py"
-    if not model_py.is_file():
-        raise SystemExit(f"--peer-src: no {model_py} (a VITA-Group/BNN_NoBN checkout, "
-                         "variants bn, bf, none)")
+    model_py = peer_model_file(src, variant)
     sys.path.insert(0, str(root))  # its models import `layers`, its AGC is `agc`
     spec = importlib.util.spec_from_file_location("bnn_nobn_model", model_py)
     module = importlib.util.module_from_spec(spec)
@@ -149,6 +160,10 @@ def _timed_callbacks(callbacks, keras):
 
 def main() -> None:
     args = _parse()
+    if args.peer_src:
+        if args.model != "reactnet_18":
+            raise SystemExit("--peer-src: the PyTorch reference is BNN_NoBN's reactnet_18")
+        peer_model_file(args.peer_src, args.variant)
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -191,8 +206,6 @@ def main() -> None:
         after = step_seconds()
     peer = None
     if args.peer_src:
-        if args.model != "reactnet_18":
-            raise SystemExit("--peer-src: the PyTorch reference is BNN_NoBN's reactnet_18")
         peer = peer_step_seconds(args.peer_src, args.variant, setup.dataset.input_shape,
                                  images, setup.dataset.num_classes, config.agc_clip,
                                  config.learning_rate, args.steps, args.repeats)
