@@ -43,9 +43,9 @@ def resolve_precision(precision: str) -> str:
     CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
 
     ``auto`` picks bfloat16 only where the CPU runs it natively (measured faster than
-    float32 there: zoo/results.md, "Mixed-precision training step"; its accuracy against
-    float32 is not measured yet, which is why ``float32`` is the default). On GPUs,
-    where ``mixed_float16`` is the usual choice, ask for it explicitly.
+    float32 there, and the digits default run's accuracy against float32's over three
+    seeds: zoo/results.md, "Mixed-precision training step"; ``float32`` stays the default).
+    On GPUs, where ``mixed_float16`` is the usual choice, ask for it explicitly.
     """
     if precision not in PRECISIONS:
         raise BnnError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
