@@ -48,3 +48,31 @@ def test_xdist_groups_take_effect(request):
     if not getattr(request.config.option, "loadgroup", False):
         pytest.skip("not under pytest-xdist's loadgroup")
     assert request.node.nodeid.endswith("@suite")
+
+
+@pytest.mark.isolated
+def test_isolated_tests_run_in_a_spawned_child(tmp_path, capsys):
+    """The suite's heaviest tests rely on this to give their memory back (tests/isolated.py):
+    the child is a multiprocessing child, not the test worker, and captures what it prints."""
+    import multiprocessing
+
+    assert multiprocessing.parent_process() is not None
+    print("from the child")
+    assert capsys.readouterr().out == "from the child\n"
+    assert tmp_path.is_dir()
+
+
+def test_isolated_child_replaces_itself_as_it_grows(monkeypatch):
+    from tests import isolated
+
+    monkeypatch.setattr(isolated, "RECYCLE_MB", 0)  # any child is over the limit
+    child = isolated.Child()
+    child.run(_child_pid, {})
+    assert child._pool is None
+    child.close()
+
+
+def _child_pid() -> None:
+    import os
+
+    assert os.getpid() > 0

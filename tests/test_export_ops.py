@@ -12,6 +12,8 @@ import tf_keras as keras
 from bnn_keras import export, models
 from bnn_keras.layers import LearnableBias, RPReLU
 
+pytestmark = pytest.mark.isolated  # full nets converted and interpreted
+
 #: (model, variant, options): the most element-wise float ops per LceBconv2d.
 CASES = [
     pytest.param("reactnet_18", "bf", {}, 4.0, id="reactnet_18-bf"),

@@ -24,6 +24,7 @@ def _npz(path, state):
     return path
 
 
+@pytest.mark.isolated
 def test_pth_import_export_eval(tmp_path, capsys, state):
     """A real .pth as the official scripts save it (DataParallel prefixes, extra entries)
     through import, export and eval on the command line."""
@@ -78,6 +79,7 @@ def _mutated(state, drop=(), add=None, reshape=None):
     ({"reshape": {"fc.bias": (11,)}}, "classifier/bias (fc) has shape (11,)"),
     ({"drop": ["fc.weight"]}, "no 'fc.weight'"),
 ])
+@pytest.mark.isolated
 def test_bad_checkpoints_get_one_line_and_no_output(change, needle, tmp_path, capsys, state):
     path = _npz(tmp_path / "bad.npz", _mutated(state, **change))
     out = tmp_path / "out.keras"
@@ -86,6 +88,7 @@ def test_bad_checkpoints_get_one_line_and_no_output(change, needle, tmp_path, ca
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.isolated
 def test_other_architectures_and_wrong_claims(tmp_path, capsys, state):
     resnet = {"conv1.weight": np.zeros((64, 3, 7, 7), np.float32),
               "layer1.0.conv1.weight": np.zeros((64, 64, 3, 3), np.float32),
@@ -103,6 +106,7 @@ def test_other_architectures_and_wrong_claims(tmp_path, capsys, state):
     assert not out.exists()
 
 
+@pytest.mark.isolated
 def test_truncated_pth(tmp_path, capsys, state):
     torch = pytest.importorskip("torch")
     path = tmp_path / "cut.pth"
@@ -112,6 +116,7 @@ def test_truncated_pth(tmp_path, capsys, state):
     assert_one_line_error(code, err, "cannot read checkpoint")
 
 
+@pytest.mark.isolated
 def test_reactnet_18_bn_needs_its_source():
     """BNN_NoBN and ReActNet write the same keys for ReActNet-18 bn; the downsample conv
     differs (binary kernel or real), so the user says which."""
@@ -123,6 +128,7 @@ def test_reactnet_18_bn_needs_its_source():
     assert not hasattr(net.get_layer("stage2_block1_down_conv"), "kernel_quantizer")
 
 
+@pytest.mark.isolated
 def test_bnext_temperature_and_zero_weights():
     state = load_fixture("bnext-bnext_tiny-bn").state_dict()
     warm = dict(state, **{"feature.3.FFN.binary_conv.temperature": np.full(1, 0.5, np.float32)})
@@ -138,6 +144,7 @@ def test_bnext_temperature_and_zero_weights():
     assert "1 binary weights are exactly 0" in report.summary()
 
 
+@pytest.mark.isolated
 def test_train_starts_from_the_imported_weights(tmp_path, capsys):
     """A recipe's run from an imported checkpoint: its first-batch loss (training mode)
     is the imported network's loss on that batch."""

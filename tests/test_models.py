@@ -8,6 +8,8 @@ from bnn_keras import models
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdConv2D, ScaledStdQuantConv2D
 
+pytestmark = pytest.mark.isolated  # ImageNet-sized nets built
+
 
 def test_registry_lists_and_rejects():
     assert "reactnet_18" in models.names()

@@ -20,6 +20,8 @@ from bnn_keras.models.torch_import import ImportReport, import_state_dict, impor
 from bnn_keras.models.torch_keys import source_for
 from tests.official_weights import fixture_names, load_fixture
 
+pytestmark = pytest.mark.isolated  # full nets imported, converted and interpreted
+
 #: every family and source the official repositories hold
 EXPECTED = {
     "bnn_nobn-reactnet_18-bn", "bnn_nobn-reactnet_18-bf", "bnn_nobn-reactnet_18-none",

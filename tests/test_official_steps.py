@@ -12,9 +12,7 @@ no sign depends on rounding (see the fixture maker). Also the learning rates of 
 first, a middle and the last epoch and the distillation loss. No torch needed.
 """
 
-import multiprocessing
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -29,18 +27,12 @@ SENSITIVITY_CASE = "bnn_nobn-reactnet_18-bf"
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.isolated  # float64 weights, optimizer state and graphs of full nets
 def test_three_steps_end_where_the_official_steps_did(name):
-    """ReActNet-A and BNext-Tiny in a fresh interpreter: their float64 weights, optimizer
-    state and graph stayed resident in the test worker."""
-    if name.split("-")[1] in ("reactnet_a", "bnext_tiny"):
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
-            fresh.submit(_check_case, name).result()
-    else:
-        try:
-            _check_case(name)
-        finally:
-            keras.backend.set_floatx("float32")
+    try:
+        _check_case(name)
+    finally:
+        keras.backend.set_floatx("float32")
 
 
 def _check_case(name: str) -> None:

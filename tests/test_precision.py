@@ -63,6 +63,7 @@ def test_policy_leaves_floatx_in_charge():
         keras.backend.set_floatx("float32")
 
 
+@pytest.mark.isolated
 @pytest.mark.parametrize("layer_class", [ScaledStdConv2D, ScaledStdQuantConv2D])
 def test_ws_statistics_stay_float32(layer_class, rng):
     # every weight is 1 + a small offset: rounded to bfloat16 first, the offsets (and
@@ -95,6 +96,7 @@ def _step(net, precision, steps=2):
     return trainer, float(out["loss"])
 
 
+@pytest.mark.isolated
 @pytest.mark.slow
 @pytest.mark.parametrize("name,variant", [
     ("reactnet_18", "bf"), ("reactnet_18", "bn"), ("reactnet_a", "bf"), ("birealnet_18", "bn"),
@@ -111,6 +113,7 @@ def test_families_train_in_bfloat16(name, variant):
     assert changed > len(before) // 2
 
 
+@pytest.mark.isolated
 def test_float16_scales_the_loss_and_skips_overflowing_steps():
     from tests.tiny_models import NAME
 
@@ -127,6 +130,7 @@ def test_float16_scales_the_loss_and_skips_overflowing_steps():
     assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
 
 
+@pytest.mark.isolated
 def test_float32_copy_has_the_same_weights_and_outputs(rng):
     from tests.tiny_models import NAME
 
@@ -142,6 +146,7 @@ def test_float32_copy_has_the_same_weights_and_outputs(rng):
     assert float32_model(copy) is copy
 
 
+@pytest.mark.isolated
 def test_run_stores_its_precision_and_saves_float32(capsys, tmp_path):
     from tests.test_cli import _train
 

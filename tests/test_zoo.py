@@ -32,6 +32,8 @@ from bnn_keras import export, models
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix, Rotate180
 
+pytestmark = pytest.mark.isolated  # every family built, trained, converted
+
 #: The papers' figures: 1-bit weights, exactly (larq-zoo's from its own architecture;
 #: reactnet_18 / 34 with BNN_NoBN's three binary-kernel downsample convs) ...
 BINARY_PARAMS = {
