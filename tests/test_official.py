@@ -8,9 +8,6 @@ error under 1e-3 (float rounding gives about 1e-6) and the same top-1, from Kera
 from the LCE flatbuffer. Neither torch nor the official code is needed.
 """
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 import pytest
 
@@ -69,21 +66,13 @@ def test_official_network_in_keras_and_lce(name):
     assert (deployed.argmax(-1) == fixture.logits.argmax(-1)).all()
 
 
-def _large_logits(name: str) -> tuple[float, bool]:
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(0)
-    fixture, net, _ = _imported(name)
-    got = net.predict(fixture.inputs, verbose=0)
-    return _rel(got, fixture.logits), bool((got.argmax(-1) == fixture.logits.argmax(-1)).all())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LARGE)
 def test_official_large_network_in_keras(name):
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-        rel, same_top1 = fresh.submit(_large_logits, name).result()
-    assert rel < TOLERANCE and same_top1
+    fixture, net, _ = _imported(name)
+    got = net.predict(fixture.inputs, verbose=0)
+    assert _rel(got, fixture.logits) < TOLERANCE
+    assert (got.argmax(-1) == fixture.logits.argmax(-1)).all()
 
 
 def _rebuilt(name: str, **options) -> float:

@@ -10,17 +10,15 @@ every differing top-1 traced to rounding). What else a case runs follows from tw
   widths); the others are converted untrained, their BN statistics calibrated;
 - a model whose weights (its 1-bit weights, trained as float32 latent weights:
   ``4 * BINARY_PARAMS`` bytes) exceed :data:`HEAVY_BYTES` (bnext_middle, bnext_large) is
-  marked ``slow``, runs in a fresh interpreter (what it takes goes back to the OS when it
-  ends) and only with ``BNN_ZOO_LARGE=1``: CI cannot afford them.
+  marked ``slow`` and runs only with ``BNN_ZOO_LARGE=1``: CI cannot afford them. (Every
+  case runs in a fresh interpreter, replaced as it grows: the ``isolated`` marker.)
 
 ``BNN_ZOO_ALL=1`` gives every case the training steps and the round trip (and runs the
 heavy ones); never beside another memory-heavy job.
 """
 
 import gc
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import larq as lq
 import numpy as np
@@ -51,7 +49,7 @@ BINARY_CONVS = {"reactnet_18": 16, "reactnet_34": 32, "reactnet_a": 31, "bnext_t
                 "lqz_quicknet_large": 32, "bnext_small": 31, "bnext_middle": 47,
                 "bnext_large": 63}
 
-#: Weights over this many bytes: a heavy case (``slow``, fresh interpreter, BNN_ZOO_LARGE).
+#: Weights over this many bytes: a heavy case (``slow``, BNN_ZOO_LARGE).
 HEAVY_BYTES = 256 * 2**20
 
 SMALL = (32, 32, 3)
@@ -128,16 +126,6 @@ def _stream_stds(model, x):
 def test_zoo_model(name, variant, tmp_path):
     """The papers' counts, and LCE's conversion deployable as a BNN; training steps and a
     ``.keras`` round trip first for the smallest model of a module (see the docstring)."""
-    if _weight_bytes(name) > HEAVY_BYTES:
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
-            fresh.submit(_zoo_case, name, variant, str(tmp_path)).result()
-    else:
-        _zoo_case(name, variant, str(tmp_path))
-
-
-def _zoo_case(name: str, variant: str, tmp: str) -> None:
-    keras.utils.set_random_seed(0)  # as the conftest does, in a fresh interpreter too
     model = models.create(name, variant, 10, SMALL)
     assert model.output_shape == (None, 10)
     assert model.layers[-1].name == "classifier"
@@ -148,7 +136,7 @@ def _zoo_case(name: str, variant: str, tmp: str) -> None:
                 and getattr(lay.kernel_quantizer, "precision", 32) == 1]
     x = np.random.default_rng(0).standard_normal((6, *SMALL)).astype(np.float32)
     if _trains(name):
-        model = _train_and_round_trip(model, name, variant, x, os.path.join(tmp, "m.keras"))
+        model = _train_and_round_trip(model, name, variant, x, str(tmp_path / "m.keras"))
     else:
         export.calibrate_batchnorm(model, x[:4])
     _assert_deployable(model, x[:4])
