@@ -41,7 +41,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--variant", default="bf")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default="float32")
+    p.add_argument("--precision", default="auto", help="as `bnn-keras train --precision`")
     p.add_argument("--epochs", type=int, default=3, help="epochs run (the first is tracing)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat of the step")
     p.add_argument("--repeats", type=int, default=3)
@@ -170,10 +170,12 @@ def main() -> None:
 
     from bnn_keras.training import run_steps
     from bnn_keras.training.config import TrainConfig
+    from bnn_keras.training.precision import resolve_precision
     from bnn_keras.training.run_folder import RunFolder
 
+    precision = resolve_precision(args.precision)
     config = TrainConfig(model=args.model, variant=args.variant, dataset=args.dataset,
-                         batch_size=args.batch_size, precision=args.precision,
+                         batch_size=args.batch_size, precision=precision,
                          epochs=args.epochs)
     strategy = tf.distribute.get_strategy()
     with tempfile.TemporaryDirectory(prefix="epoch-throughput-") as tmp:
@@ -213,7 +215,7 @@ def main() -> None:
     step_ips = images / min(before, after)
     train_images = setup.dataset.train_size
     print(f"epoch against step: {args.model} {args.variant} on {args.dataset}, batch "
-          f"{args.batch_size}, {args.precision}, {train_images} training images, "
+          f"{args.batch_size}, {precision}, {train_images} training images, "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}")
     print(f"step alone: {images / before:.1f} img/s before the epochs, {images / after:.1f} "
           f"after (best of {args.repeats} x {args.steps} steps)")

@@ -67,6 +67,45 @@ def scaled_sign(w: tf.Tensor) -> tf.Tensor:
     return quantize(w)
 
 
+def approx_sign(x: tf.Tensor) -> tf.Tensor:
+    r"""Binarise activations with ReActNet's / Bi-Real Net's piecewise-polynomial gradient.
+
+    \[
+    q(x) = \mathrm{sign}(x), \qquad
+    \frac{\partial q}{\partial x} = \max(0,\ 2 - 2|x|)
+    \]
+
+    The same values as larq's ``approx_sign`` (``2 (1 - |x|)`` where ``|x| <= 1``, else 0:
+    the official ``BinaryActivation``) bit for bit, as a clamp instead of a mask and a
+    select: two fewer activation-sized passes per binariser in the backward pass, which
+    run on TensorFlow's element-wise CPU kernels beside the convolutions. The forward is
+    larq's ``sign`` (``sign(0) = +1``), the pattern LCE lowers to ``LceQuantize``.
+    """
+
+    @tf.custom_gradient
+    def binarize(x):
+        return lq.math.sign(x), lambda dy: dy * tf.nn.relu(2.0 - 2.0 * tf.abs(x))
+
+    return binarize(x)
+
+
+@keras.utils.register_keras_serializable(package="bnn_keras")
+class ApproxSign(lq.quantizers.ApproxSign):
+    """Input quantizer :func:`approx_sign` (larq's ``ApproxSign``, same config and
+    metrics, with the cheaper gradient): the default of every binary conv here.
+
+    Example:
+        ```python
+        conv = lq.layers.QuantConv2D(64, 3, input_quantizer=ApproxSign(),
+                                     kernel_quantizer=ScaledSign(), use_bias=False)
+        ```
+    """
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        # larq's base call after the sign (its flip-ratio metric), not larq's sign
+        return super(lq.quantizers.ApproxSign, self).call(approx_sign(inputs))
+
+
 @keras.utils.register_keras_serializable(package="bnn_keras")
 class ScaledSign(lq.quantizers.Quantizer):
     r"""Kernel quantizer :func:`scaled_sign`: ``mean|W| * sign(W)`` per output channel with
@@ -75,7 +114,7 @@ class ScaledSign(lq.quantizers.Quantizer):
     Example:
         ```python
         conv = lq.layers.QuantConv2D(64, 3, kernel_quantizer=ScaledSign(),
-                                     input_quantizer="approx_sign", use_bias=False)
+                                     input_quantizer=ApproxSign(), use_bias=False)
         ```
     """
 
@@ -207,7 +246,7 @@ class StandardizedSign(lq.quantizers.Quantizer):
     Example:
         ```python
         conv = lq.layers.QuantConv2D(
-            64, 3, kernel_quantizer=StandardizedSign(), input_quantizer="approx_sign",
+            64, 3, kernel_quantizer=StandardizedSign(), input_quantizer=ApproxSign(),
             pad_values=1.0, padding="same", use_bias=False)
         ```
     """

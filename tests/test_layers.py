@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
+from bnn_keras.layers.activations import rprelu
 
 
 def np_standardize(w, eps=1e-5):
@@ -81,6 +82,34 @@ def test_learnable_bias_and_rprelu_match_numpy(rng):
     rp.bias_out.assign(z)
     expected = np.where(x - g >= 0, x - g, a * (x - g)) + z
     np.testing.assert_allclose(rp(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_rprelu_gradients_are_torch_prelus(rng, dtype):
+    """PyTorch's PReLU backward between the shifts: dy where s > 0, else alpha * dy
+    (s = 0 included), and d alpha = sum(dy * s) over s <= 0; a negative alpha too."""
+    x = rng.normal(size=(2, 5, 5, 4)).astype(np.float32)
+    g = np.array([0.1, -0.2, 0.0, 0.3], np.float32)
+    a = np.array([0.25, -0.5, 1.5, 0.0], np.float32)
+    z = np.array([0.0, 0.1, -0.1, 0.2], np.float32)
+    x[0, 0, 0] = g  # s == 0 exactly in every channel
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    tensors = [tf.cast(tf.constant(v), dtype) for v in (x, g, a, z)]
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        y = rprelu(*tensors)
+    grads = [tf.cast(t, tf.float32).numpy()
+             for t in tape.gradient(y, tensors, output_gradients=tf.cast(dy, dtype))]
+    x, g, a, z, dy = (tf.cast(tf.cast(v, dtype), tf.float32).numpy() for v in (x, g, a, z, dy))
+    s = tf.cast(tf.cast(x - g, dtype), tf.float32).numpy()  # the shift, in the layer's dtype
+    ds = np.where(s > 0, dy, tf.cast(tf.cast(a * dy, dtype), tf.float32).numpy())
+    np.testing.assert_array_equal(grads[0], ds)
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[1], -ds.sum((0, 1, 2)), **tol)
+    np.testing.assert_allclose(grads[2], (dy * np.minimum(s, 0)).sum((0, 1, 2)), **tol)
+    np.testing.assert_allclose(grads[3], dy.sum((0, 1, 2)), **tol)
+    expected = np.where(s >= 0, s, a * s) + z
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), expected, **tol)
 
 
 @pytest.mark.parametrize("make", [

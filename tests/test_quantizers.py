@@ -1,10 +1,16 @@
 """Weight standardisation and binarisation against independent numpy computations."""
 
+import larq as lq
 import numpy as np
+import pytest
 import tensorflow as tf
+import tf_keras as keras
 
+from bnn_keras.layers import ScaledStdQuantConv2D
 from bnn_keras.quantizers import (
+    ApproxSign,
     StandardizedSign,
+    approx_sign,
     scaled_sign,
     standardize_kernel,
     standardized_sign,
@@ -75,3 +81,31 @@ def test_standardized_sign_is_the_composition_with_its_gradient(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     # |W_hat| < 1 always (each channel's squared norm is below 1): the STE clip never binds
     assert np.abs(standardize_kernel(w).numpy()).max() < 1.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_approx_sign_is_larqs_bit_for_bit(rng, dtype):
+    x = rng.normal(0, 0.8, (4, 6, 6, 8)).astype(np.float32)
+    x.flat[:6] = [0.0, 1.0, -1.0, 1.0000001, -0.9999999, 3.0]  # the kinks and the clip
+    x = tf.cast(tf.constant(x), dtype)
+    dy = tf.cast(tf.constant(rng.normal(0, 1, x.shape).astype(np.float32)), dtype)
+    grads = []
+    for fn in (approx_sign, lq.quantizers.approx_sign):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        grads.append(tape.gradient(y, x, output_gradients=dy))
+        np.testing.assert_array_equal(tf.cast(y, tf.float32), np.where(
+            tf.cast(x, tf.float32) >= 0, 1.0, -1.0))
+    ours, larqs = (tf.cast(g, tf.float32).numpy() for g in grads)
+    np.testing.assert_array_equal(ours, larqs)
+    xf = tf.cast(x, tf.float32).numpy()
+    assert np.all(ours[np.abs(xf) > 1] == 0) and np.any(ours[np.abs(xf) < 1] != 0)
+
+
+def test_binary_convs_default_to_our_approx_sign():
+    layer = ScaledStdQuantConv2D(4, 3)
+    assert isinstance(layer.input_quantizer, ApproxSign) and layer.input_quantizer.precision == 1
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(again.input_quantizer, ApproxSign)
+

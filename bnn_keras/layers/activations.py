@@ -23,7 +23,7 @@ class LearnableBias(keras.layers.Layer):
 
     Example:
         ```python
-        y = lq.layers.QuantConv2D(64, 3, input_quantizer="approx_sign", ...)(
+        y = lq.layers.QuantConv2D(64, 3, input_quantizer="bnn_keras>ApproxSign", ...)(
             LearnableBias()(x))
         ```
     """
@@ -50,6 +50,49 @@ class LearnableBias(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "scale": self.scale}
+
+
+def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
+           bias_out: tf.Tensor) -> tf.Tensor:
+    r"""ReActNet's RPReLU with per-channel (last axis) ``bias_in`` \(\gamma\), ``alpha``
+    \(a\) and ``bias_out`` \(\zeta\):
+
+    \[
+    s = x - \gamma, \qquad y = \max(s, 0) + a \min(s, 0) + \zeta
+    \]
+    \[
+    \frac{\partial L}{\partial s} = g_+ + a (g - g_+), \quad g_+ = g \, 1_{s > 0},
+    \qquad \frac{\partial L}{\partial a} = \textstyle\sum g \min(s, 0), \quad
+    \frac{\partial L}{\partial \gamma} = -\sum \frac{\partial L}{\partial s}, \quad
+    \frac{\partial L}{\partial \zeta} = \sum g
+    \]
+
+    (sums over every axis but the last). Values and gradients are those of PyTorch's
+    ``PReLU`` between the two shifts, bit for bit (``min(s, 0)`` is ``s - max(s, 0)``,
+    exact; \(g - g_+\) is exactly 0 or \(g\)). Written out because autodiff of the
+    two-ReLU form costs three more activation-sized passes, and on a CPU those passes,
+    not the binary convolutions, bound a mixed-precision step.
+    """
+    axes = list(range(len(x.shape) - 1))
+    # read here (a mixed policy's variables in their compute dtype): tensors, not
+    # variables the custom gradient would have to differentiate
+    bias_in, alpha, bias_out = (tf.convert_to_tensor(v) for v in (bias_in, alpha, bias_out))
+
+    @tf.custom_gradient
+    def forward(x, bias_in, alpha, bias_out):
+        s = x - bias_in
+        pos = tf.nn.relu(s)
+        neg = s - pos
+
+        def grad(dy):
+            dpos = tf.raw_ops.ReluGrad(gradients=dy, features=s)
+            ds = dpos + alpha * (dy - dpos)
+            return (ds, -tf.reduce_sum(ds, axes), tf.reduce_sum(dy * neg, axes),
+                    tf.reduce_sum(dy, axes))
+
+        return pos + alpha * neg + bias_out, grad
+
+    return forward(x, bias_in, alpha, bias_out)
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
@@ -87,11 +130,9 @@ class RPReLU(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        x = inputs - self.bias_in
         # with alpha of shape (C,) TFLite does not fuse this into a PRELU; the export
         # copy's DeployRPReLU broadcasts alpha over (1, 1, C), which it fuses
-        y = tf.nn.relu(x) + (-self.alpha) * tf.nn.relu(-x)
-        return y + self.bias_out
+        return rprelu(inputs, self.bias_in, self.alpha, self.bias_out)
 
     def compute_output_shape(self, input_shape):
         return input_shape

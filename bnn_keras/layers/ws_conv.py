@@ -92,9 +92,9 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
     The weight gradient is straight-through, the identity for \(|\hat W| \le 1\) and not
     multiplied by \(s\) (see :class:`bnn_keras.quantizers.StandardizedSign`); \(g\) is the
     trainable per-channel ``gain`` (init 1) and \(c\) the constant ``output_scale``.
-    Inputs are binarised with ``input_quantizer`` (larq's ``approx_sign`` by default) and
-    "same" padding pads with +1 (``pad_values=1.0``) so that LCE lowers the layer to
-    ``LceBconv2d`` with \(c \cdot g \cdot s\) folded into its output multiplier.
+    Inputs are binarised with ``input_quantizer`` (:class:`~bnn_keras.quantizers.ApproxSign`
+    by default) and "same" padding pads with +1 (``pad_values=1.0``) so that LCE lowers
+    the layer to ``LceBconv2d`` with \(c \cdot g \cdot s\) folded into its output multiplier.
 
     Example:
         ```python
@@ -104,7 +104,7 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
     """
 
     def __init__(self, filters, kernel_size, *, eps: float = 1e-5, output_scale: float = 1.0,
-                 input_quantizer="approx_sign", pad_values: float = 1.0,
+                 input_quantizer="bnn_keras>ApproxSign", pad_values: float = 1.0,
                  use_bias: bool = False, kernel_initializer="he_normal", **kwargs):
         self.eps = float(eps)
         self.output_scale = float(output_scale)

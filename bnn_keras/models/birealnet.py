@@ -6,8 +6,9 @@ real-valued shortcut around it. The first block of stages 2-4 has stride 2 and a
 downsampling shortcut ``2x2 average pool -> real 1x1 conv -> BN``. The stem is a 7x7
 stride-2 conv, BN and a 3x3 stride-2 max-pool (``imagenet``) or a 3x3 conv and BN
 (``small``, for inputs under 112 pixels); then global pool and the classifier.
-Activations are binarised with ``approx_sign`` (Bi-Real's piecewise-quadratic gradient)
-and weights with larq's ``magnitude_aware_sign`` (sign times the mean |w| per filter).
+Activations are binarised with :class:`~bnn_keras.quantizers.ApproxSign` (Bi-Real's
+piecewise-quadratic gradient) and weights with :class:`~bnn_keras.quantizers.ScaledSign`
+(the official ``HardBinaryConv``: sign times the mean |w| per filter).
 There is no other nonlinearity and no learnable bias before the sign (that is ReActNet,
 see :mod:`bnn_keras.models.reactnet_resnet`).
 

@@ -148,7 +148,7 @@ def batch_norm(x: tf.Tensor, variant: str, name: str) -> tf.Tensor:
 
 def binary_conv(x: tf.Tensor, filters: int, kernel_size: int, *, strides: int = 1,
                 variant: str, name: str, output_scale: float = 1.0, pad_value: float = 0.0,
-                input_quantizer="approx_sign", init: str = "torch") -> tf.Tensor:
+                input_quantizer="bnn_keras>ApproxSign", init: str = "torch") -> tf.Tensor:
     """A binary conv (both operands binarised) that LCE lowers to ``LceBconv2d``.
 
     ``bf``: :class:`ScaledStdQuantConv2D` with ``output_scale`` folded in; ``bn`` /

@@ -64,8 +64,8 @@ class TrainConfig:
     replicas (``bn`` variants).
 
     ``precision`` is the Keras dtype policy the network trains under: ``float32``,
-    ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto``, resolved when the
-    run starts (:func:`bnn_keras.training.precision.resolve_precision`) and stored
+    ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto`` (the default), resolved
+    when the run starts (:func:`bnn_keras.training.precision.resolve_precision`) and stored
     resolved. The saved model is float32 whatever the precision.
 
     ``deterministic`` turns on TensorFlow's op determinism for the run (see
@@ -125,7 +125,7 @@ class TrainConfig:
     strategy: str = "default"
     sync_bn: bool = False
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns)
-    precision: str = "float32"  # Keras dtype policy of the network while it trains
+    precision: str = "auto"  # Keras dtype policy of the network while it trains
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:

@@ -42,9 +42,9 @@ def resolve_precision(precision: str) -> str:
     """``precision``, with ``auto`` resolved for this machine: ``mixed_bfloat16`` on a
     CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
 
-    ``auto`` picks bfloat16 only where the CPU runs it natively (measured faster than
-    float32 there, and the digits default run's accuracy against float32's over three
-    seeds: zoo/results.md, "Mixed-precision training step"; ``float32`` stays the default).
+    ``auto``, the default of a run, picks bfloat16 only where the CPU runs it natively:
+    measured faster than float32 there, with the digits default run's accuracy inside
+    float32's over three seeds (zoo/results.md, "Mixed-precision training step").
     On GPUs, where ``mixed_float16`` is the usual choice, ask for it explicitly.
     """
     if precision not in PRECISIONS:
