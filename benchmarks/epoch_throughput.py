@@ -41,7 +41,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--variant", default="bf")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default="auto", help="as `bnn-keras train --precision`")
+    p.add_argument("--precision", default="float32", help="as `bnn-keras train --precision`")
     p.add_argument("--epochs", type=int, default=3, help="epochs run (the first is tracing)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat of the step")
     p.add_argument("--repeats", type=int, default=3)

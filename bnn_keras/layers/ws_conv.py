@@ -8,6 +8,7 @@ import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.layers.conv2d import conv2d
 from bnn_keras.quantizers import StandardizedSign, standardize_kernel
 
 
@@ -32,6 +33,18 @@ class _GainMixin:
 
     def _channel_scale(self) -> tf.Tensor:
         return self.gain * self.output_scale
+
+    def _convolve(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The conv op of :func:`bnn_keras.layers.conv2d.conv2d` (its faster bfloat16
+        weight gradient) where it applies, Keras's ``convolution_op`` elsewhere."""
+        kernel = tf.cast(kernel, inputs.dtype)
+        k, strides = self.kernel_size, self.strides
+        plain = (self.rank == 2 and self.data_format == "channels_last" and self.groups == 1
+                 and tuple(self.dilation_rate) == (1, 1) and k[0] == k[1]
+                 and strides[0] == strides[1] and self.padding in ("same", "valid"))
+        if not plain:
+            return super().convolution_op(inputs, kernel)
+        return conv2d(inputs, kernel, strides[0], self.padding.upper())
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
@@ -69,8 +82,7 @@ class ScaledStdConv2D(_GainMixin, keras.layers.Conv2D):
         self._build_gain()
 
     def convolution_op(self, inputs, kernel):
-        kernel = standardize_kernel(kernel, self.eps) * self._channel_scale()
-        return super().convolution_op(inputs, tf.cast(kernel, inputs.dtype))
+        return self._convolve(inputs, standardize_kernel(kernel, self.eps) * self._channel_scale())
 
     def get_config(self) -> dict:
         return {**super().get_config(), "eps": self.eps, "output_scale": self.output_scale}
@@ -140,8 +152,7 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
 
     def convolution_op(self, inputs, kernel):
         # `kernel` is already s * sign(W_hat) (larq reads the quantized variable here).
-        return super().convolution_op(inputs,
-                                      tf.cast(kernel * self._channel_scale(), inputs.dtype))
+        return self._convolve(inputs, kernel * self._channel_scale())
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -125,7 +125,7 @@ class TrainConfig:
     strategy: str = "default"
     sync_bn: bool = False
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns)
-    precision: str = "auto"  # Keras dtype policy of the network while it trains
+    precision: str = "float32"  # Keras dtype policy of the network while it trains
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:

@@ -4,7 +4,9 @@ Under ``mixed_bfloat16`` or ``mixed_float16`` every layer computes in 16 bits an
 float32 variables; the optimizer state, the loss (the trainer casts the logits to
 float32), AGC (on the float32 gradients) and the weight standardisation of the WS
 convolutions (:mod:`bnn_keras.layers.ws_conv`) stay float32. A binary conv multiplies
-+-1 by +-1, exact in either 16-bit format until the sums. ``mixed_float16`` scales the
++-1 by +-1, exact in either 16-bit format until the sums. On a CPU the WS convs take
+their bfloat16 weight gradient on small feature maps as a matmul, which oneDNN runs
+faster there (:mod:`bnn_keras.layers.conv2d`). ``mixed_float16`` scales the
 loss (Keras's dynamic ``LossScaleOptimizer``) so small gradients do not flush to zero;
 bfloat16 has float32's range and needs no scaling. The saved ``model.keras`` is always
 the float32 network (:func:`float32_model`): what is deployed does not depend on how it
@@ -42,10 +44,11 @@ def resolve_precision(precision: str) -> str:
     """``precision``, with ``auto`` resolved for this machine: ``mixed_bfloat16`` on a
     CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
 
-    ``auto``, the default of a run, picks bfloat16 only where the CPU runs it natively:
-    measured faster than float32 there, with the digits default run's accuracy inside
-    float32's over three seeds (zoo/results.md, "Mixed-precision training step").
-    On GPUs, where ``mixed_float16`` is the usual choice, ask for it explicitly.
+    ``auto`` picks bfloat16 only where the CPU runs it natively: 1.8x float32's step
+    there, but over six seeds of the digits default run about one point of test top-1
+    below float32, so a run's default is ``float32`` (zoo/results.md, "Mixed-precision
+    training step"). On GPUs, where ``mixed_float16`` is the usual choice, ask for it
+    explicitly.
     """
     if precision not in PRECISIONS:
         raise BnnError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
