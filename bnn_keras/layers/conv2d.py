@@ -2,7 +2,7 @@
 
 oneDNN's bfloat16 weight gradient (``Conv2DBackpropFilter``) is slow where the output
 feature map is small and the channels many: on an AMX Xeon, a 3x3 conv 512 -> 512 at
-4x4 pixels, batch 64, took 3x the time of the same product written as a matmul of the
+4x4 pixels, batch 64, took 5x the time of the same product written as a matmul of the
 input's patches, and more than its float32 counterpart (zoo/results.md, "Mixed-precision
 training step"). Those are the last stages of every ResNet-style BNN at CIFAR sizes and
 the last one at ImageNet sizes.
