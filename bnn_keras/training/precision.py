@@ -45,8 +45,8 @@ def resolve_precision(precision: str) -> str:
     CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
 
     ``auto`` picks bfloat16 only where the CPU runs it natively: 1.8x float32's step
-    there, but over six seeds of the digits default run about one point of test top-1
-    below float32, so a run's default is ``float32`` (zoo/results.md, "Mixed-precision
+    there, but on the digits default run half a point to a point of test top-1 below
+    float32 (six seeds each), so a run's default is ``float32`` (zoo/results.md, "Mixed-precision
     training step"). On GPUs, where ``mixed_float16`` is the usual choice, ask for it
     explicitly.
     """
