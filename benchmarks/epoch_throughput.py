@@ -203,7 +203,8 @@ def main() -> None:
 
         run_callbacks = run_steps._callbacks(config, setup, folder, None)
         callbacks, spent, batches = _timed_callbacks(run_callbacks, keras)
-        trainer.fit(setup.train_data, epochs=config.epochs, validation_data=setup.dataset.test,
+        test = run_steps.evaluation_stream(config, setup.dataset.test)
+        trainer.fit(setup.train_data, epochs=config.epochs, validation_data=test,
                     verbose=0, callbacks=callbacks)
         after = step_seconds()
     peer = None

@@ -16,7 +16,7 @@ from bnn_keras.insight import (
     loss_landscape,
 )
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
-from bnn_keras.training.callbacks import first_checkpoint_prefix
+from bnn_keras.training.checkpoints import first_checkpoint_prefix
 from tests.test_cli import assert_one_line_error, run_main
 
 pytestmark = pytest.mark.xdist_group("insight")  # its module fixture runs once

@@ -13,7 +13,7 @@ from bnn_keras import models
 from bnn_keras.data.base import Dataset
 from bnn_keras.errors import BnnError
 from bnn_keras.training import TrainConfig, TrainingModel
-from bnn_keras.training.callbacks import first_checkpoint_prefix
+from bnn_keras.training.checkpoints import first_checkpoint_prefix
 from bnn_keras.training.optim import (
     TorchAdam,
     WeightDecay,

@@ -10,6 +10,7 @@ from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
     KD_WEIGHTINGS,
+    MIN_EVAL_BATCH,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
@@ -111,6 +112,9 @@ _NONNEG = click.FloatRange(min=0)
                                  f"{_d('eval_interpolation')}")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=_d("epochs"))
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help=_d("batch_size"))
+@click.option("--eval-batch-size", "eval_batch_size", type=click.IntRange(min=0), default=None,
+              help="Batch of the validation and final evaluations; 0 is the training batch, "
+                   f"at least {MIN_EVAL_BATCH}. {_d('eval_batch_size')}")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Peak learning rate. {_d('learning_rate')}")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,

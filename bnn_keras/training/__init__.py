@@ -5,7 +5,8 @@ Modules: :mod:`~bnn_keras.training.config` (``TrainConfig``), :mod:`~bnn_keras.t
 :mod:`~bnn_keras.training.run_folder` (a run folder's files), :mod:`~bnn_keras.training.optim`,
 :mod:`~bnn_keras.training.schedules`, :mod:`~bnn_keras.training.distill`,
 :mod:`~bnn_keras.training.two_step`, :mod:`~bnn_keras.training.recipes`,
-:mod:`~bnn_keras.training.callbacks`, :mod:`~bnn_keras.training.resume` (which run folder and
+:mod:`~bnn_keras.training.callbacks`, :mod:`~bnn_keras.training.checkpoints` (a run's
+checkpoints and their writer), :mod:`~bnn_keras.training.resume` (which run folder and
 checkpoint a resume starts from).
 """
 
@@ -15,7 +16,8 @@ import importlib
 #: ``TrainConfig`` (as the CLI does to build its options) does not import TensorFlow
 _EXPORTS = {
     "adaptive_clip": "agc", "unitwise_norm": "agc",
-    "first_checkpoint_prefix": "callbacks", "plot_curves": "callbacks",
+    "plot_curves": "callbacks",
+    "EpochCheckpoint": "checkpoints", "first_checkpoint_prefix": "checkpoints",
     "TrainConfig": "config",
     "distribution_loss": "distill", "load_teacher": "distill", "multi_teacher_loss": "distill",
     "WeightDecay": "optim",

@@ -1,70 +1,19 @@
-"""Callbacks of a run: checkpoints (rolling + the permanent first), NaN stop, history CSV,
-curves PNG."""
+"""Callbacks of a run: NaN stop, history CSV, curves PNG, BNext's weight temperature (the
+checkpoints' callback is :class:`bnn_keras.training.checkpoints.EpochCheckpoint`)."""
 
 from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_text
-from bnn_keras.training.run_folder import RunFolder
-
-
-def first_checkpoint_prefix(run_dir: str | Path) -> Path:
-    """The permanent checkpoint written after the first epoch (``checkpoints/first/ckpt-1``).
-
-    Restore the network with ``tf.train.Checkpoint(net=net).read(str(prefix))``.
-    """
-    return RunFolder(run_dir).first_checkpoint
-
-
-def kept_checkpoint_note(checkpoint_dir: str | Path) -> str:
-    """What a stopped run still has: its newest checkpoint, or (when no epoch finished)
-    what its folder holds, so that no message points to a folder that is not there."""
-    checkpoint_dir = Path(checkpoint_dir)
-    last = tf.train.latest_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    if last:
-        return (f"the last good checkpoint {Path(last).name} (after epoch "
-                f"{last.rsplit('-', 1)[-1]}) is kept in {checkpoint_dir}")
-    run_dir = checkpoint_dir.parent
-    held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    return ("no epoch had finished, so there is no checkpoint; the run folder "
-            f"{run_dir} holds {', '.join(held) or 'nothing'}")
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves (net, optimizer, epoch) after every epoch with a ``CheckpointManager``
-    (TF writes checkpoints atomically), and once, after the first epoch, a permanent copy
-    at :func:`first_checkpoint_prefix` that the rolling manager never deletes."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable,
-                 checkpoint: tf.train.Checkpoint | None = None,
-                 first_prefix: str | Path | None = None):
-        super().__init__()
-        self.manager = manager
-        self.epoch = epoch
-        self.checkpoint = checkpoint
-        self.first_prefix = Path(first_prefix) if first_prefix else None
-        self.diverged = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.diverged or (logs and any(not np.isfinite(v) for v in logs.values()
-                                          if np.isscalar(v))):
-            raise BnnError(f"loss became NaN/inf in epoch {epoch + 1}; "
-                           f"{kept_checkpoint_note(self.manager.directory)}")
-        self.epoch.assign(epoch + 1)
-        # the permanent copy first: a kill between the two writes then only repeats epoch 1
-        if (epoch == 0 and self.checkpoint is not None and self.first_prefix is not None
-                and not Path(f"{self.first_prefix}.index").exists()):
-            self.first_prefix.parent.mkdir(parents=True, exist_ok=True)
-            self.checkpoint.write(str(self.first_prefix))
-        self.manager.save(checkpoint_number=epoch + 1)
+from bnn_keras.training.checkpoints import EpochCheckpoint, kept_checkpoint_note
 
 
 class TemperatureSchedule(keras.callbacks.Callback):
@@ -155,13 +104,12 @@ def _csv_value(value):
 def plot_curves(history_csv: str | Path, png: str | Path) -> Path | None:
     """Loss and accuracy per epoch (train and validation) from ``history.csv`` to a PNG.
 
-    Uses matplotlib's Agg backend (no display). Returns the path, or ``None`` if the
-    history is empty.
+    Draws on a figure of its own with matplotlib's Agg canvas (no display, no pyplot
+    state), so it may run in any thread. Returns the path, or ``None`` if the history
+    is empty.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(history_csv)
     if not path.exists():
@@ -173,8 +121,9 @@ def plot_curves(history_csv: str | Path, png: str | Path) -> Path | None:
     by_epoch = {int(r["epoch"]): r for r in rows}  # a resumed run may repeat an epoch
     epochs = sorted(by_epoch)
     x = [e + 1 for e in epochs]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    fig = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(fig)
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             key = prefix + metric
             if key in by_epoch[epochs[0]]:
@@ -183,23 +132,44 @@ def plot_curves(history_csv: str | Path, png: str | Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     png = Path(png)
     tmp = png.with_name(f".{png.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(png)
     return png
 
 
 class CurvesPlot(keras.callbacks.Callback):
-    """Redraws the training-curves PNG after every epoch (CSVLogger must come first)."""
+    """Redraws the training-curves PNG after every epoch from ``history.csv`` (so after
+    :class:`HistoryLog`), in a thread beside the next epoch's training; the last drawing
+    is waited for when training ends. A failed drawing is skipped with one line: the
+    curves are a view of ``history.csv``, which holds the numbers."""
 
     def __init__(self, history_csv: str | Path, png: str | Path):
         super().__init__()
         self.history_csv = history_csv
         self.png = png
+        self._executor: ThreadPoolExecutor | None = None
+        self._drawing: Future | None = None
 
     def on_epoch_end(self, epoch, logs=None):
-        plot_curves(self.history_csv, self.png)
+        self._wait()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="curves")
+        self._drawing = self._executor.submit(plot_curves, self.history_csv, self.png)
+
+    def on_train_end(self, logs=None):
+        self._wait()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def _wait(self) -> None:
+        if self._drawing is not None:
+            error = self._drawing.exception()
+            self._drawing = None
+            if error is not None:
+                print(f"training curves not drawn ({self.png}): {error}", flush=True)

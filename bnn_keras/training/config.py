@@ -17,6 +17,7 @@ KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 #: training precisions (see :mod:`bnn_keras.training.precision`); ``auto`` is chosen per machine
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+MIN_EVAL_BATCH = 256  # the evaluation batch when eval_batch_size is 0 and the batch is smaller
 
 
 @dataclass
@@ -63,8 +64,10 @@ class TrainConfig:
     global batch, split across replicas; ``sync_bn`` averages BatchNorm statistics over
     replicas (``bn`` variants).
 
-    ``precision`` is the Keras dtype policy the network trains under: ``float32``,
-    ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto`` (the default), resolved
+    ``eval_batch_size`` is the batch of the evaluations (see :attr:`evaluation_batch`).
+
+    ``precision`` is the Keras dtype policy the network trains under: ``float32`` (the
+    default), ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto``, resolved
     when the run starts (:func:`bnn_keras.training.precision.resolve_precision`) and stored
     resolved. The saved model is float32 whatever the precision.
 
@@ -81,6 +84,7 @@ class TrainConfig:
     dataset: str = "digits"
     epochs: int = 6
     batch_size: int = 64
+    eval_batch_size: int = 0  # 0: the training batch, at least 256 (see evaluation_batch)
     learning_rate: float = 2e-3
     agc_clip: float = 0.02
     seed: int = 0
@@ -139,6 +143,9 @@ class TrainConfig:
             raise BnnError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.agc_clip < 0:
             raise BnnError(f"AGC clip factor must be >= 0 (0 turns AGC off), got {self.agc_clip}")
+        if self.eval_batch_size < 0:
+            raise BnnError(f"eval batch size must be >= 0 (0: the training batch, at least "
+                           f"{MIN_EVAL_BATCH}), got {self.eval_batch_size}")
         if self.steps_per_epoch < 0:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
@@ -181,6 +188,16 @@ class TrainConfig:
         if not self.name:
             self.name = default_run_name(self.model, self.variant, self.dataset, self.stage)
         check_run_name(self.name)
+
+    @property
+    def evaluation_batch(self) -> int:
+        """Images per batch when the run evaluates (each epoch's validation, the final
+        accuracies): ``eval_batch_size``, or when it is 0 the training batch raised to
+        :data:`MIN_EVAL_BATCH`. Evaluation keeps a few activations per image where
+        training keeps them all, and fewer, larger batches evaluate faster on a CPU; the
+        results do not depend on the batch beyond float rounding (inference uses no
+        batch statistics)."""
+        return self.eval_batch_size or max(self.batch_size, MIN_EVAL_BATCH)
 
     def to_dict(self) -> dict:
         return asdict(self)

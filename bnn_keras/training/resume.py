@@ -19,19 +19,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from bnn_keras.errors import BnnError
-from bnn_keras.training.callbacks import first_checkpoint_prefix
+from bnn_keras.training.checkpoints import first_checkpoint_prefix, rolling_checkpoints
 from bnn_keras.training.run_folder import CHECKPOINT_DIR, CONFIG_FILE
-
-
-def rolling_checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run's ``checkpoints/ckpt-N`` prefixes that have an index file, newest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    numbered = []
-    for index in folder.glob("ckpt-*.index"):
-        number = index.name[len("ckpt-"):-len(".index")]
-        if number.isdigit():
-            numbered.append((int(number), folder / f"ckpt-{number}"))
-    return [prefix for _, prefix in sorted(numbered, reverse=True)]
 
 
 def checkpoint_candidates(run_dir: str | Path) -> list[Path]:

@@ -6,7 +6,9 @@
     checkpoints/        tf.train checkpoints (net, optimizer, epoch): the last two epochs
                         (ckpt-N, rolling) for --resume, and checkpoints/first/ckpt-1, the
                         state after the first epoch, kept for good (sign-flip analysis
-                        between the first and the last checkpoint)
+                        between the first and the last checkpoint); each is written in
+                        checkpoints/.pending/ and moved into place after its epoch's
+                        history row (bnn_keras.training.checkpoints)
     history.csv         per-epoch loss and accuracy (a resumed epoch replaces its row)
     curves.png          the training curves (loss, accuracy; train and validation)
     tensorboard/        TensorBoard logs (train/ and validation/, per epoch)

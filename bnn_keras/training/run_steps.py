@@ -21,13 +21,8 @@ import tf_keras as keras
 from bnn_keras import data as data_lib
 from bnn_keras import models
 from bnn_keras.io import atomic_write_json, save_keras_atomic
-from bnn_keras.training.callbacks import (
-    CurvesPlot,
-    EpochCheckpoint,
-    HistoryLog,
-    StopOnNaN,
-    TemperatureSchedule,
-)
+from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
+from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import float32_model, precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
@@ -116,6 +111,12 @@ def _train_stream(config: TrainConfig, dataset) -> tuple[tf.data.Dataset, int]:
     return train_data, steps_per_epoch
 
 
+def evaluation_stream(config: TrainConfig, split: tf.data.Dataset) -> tf.data.Dataset:
+    """``split`` (a batched pipeline) regrouped into batches of ``config.evaluation_batch``
+    images, as the run evaluates it."""
+    return split.unbatch().batch(config.evaluation_batch).prefetch(tf.data.AUTOTUNE)
+
+
 def _network(config: TrainConfig, dataset, folder: RunFolder, *, from_init: bool,
              report: bool) -> keras.Model:
     """The network, with the changes its stage and STE clip ask for, and its weights
@@ -171,15 +172,24 @@ def fit(config: TrainConfig, setup: RunSetup, folder: RunFolder, *, chief: bool,
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="bnn-keras-worker-"))
     try:
         callbacks = _callbacks(config, setup, folder, scratch)
+        test = evaluation_stream(config, dataset.test)
         start = time.time()
-        history = trainer.fit(
-            setup.train_data, epochs=config.epochs, initial_epoch=int(setup.epoch.numpy()),
-            steps_per_epoch=config.steps_per_epoch or None,
-            validation_data=dataset.test, verbose=verbose if chief else 0, callbacks=callbacks,
-        )
+        try:
+            history = trainer.fit(
+                setup.train_data, epochs=config.epochs, initial_epoch=int(setup.epoch.numpy()),
+                steps_per_epoch=config.steps_per_epoch or None,
+                validation_data=test, verbose=verbose if chief else 0, callbacks=callbacks,
+            )
+        finally:
+            # Keras skips on_train_end when fit raises: the curves thread's last drawing is
+            # still finished, a checkpoint written for an unfinished epoch still dropped
+            for cb in callbacks:
+                if isinstance(cb, (CurvesPlot, EpochCheckpoint)):
+                    cb.on_train_end()
         train_seconds = time.time() - start
-        train_acc = trainer.evaluate(dataset.train, verbose=0, return_dict=True)["accuracy"]
-        test_eval = trainer.evaluate(dataset.test, verbose=0, return_dict=True)
+        train_acc = trainer.evaluate(evaluation_stream(config, dataset.train), verbose=0,
+                                     return_dict=True)["accuracy"]
+        test_eval = trainer.evaluate(test, verbose=0, return_dict=True)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -194,10 +204,10 @@ def _callbacks(config: TrainConfig, setup: RunSetup, folder: RunFolder,
     """Checkpoints, NaN stop and (on the chief) the logs; the temperature and teacher
     schedules when the run has them."""
     chief = scratch is None
-    manager = tf.train.CheckpointManager(setup.checkpoint, scratch or folder.checkpoints,
-                                         max_to_keep=2)
-    checkpoint_cb = EpochCheckpoint(manager, setup.epoch, setup.checkpoint,
-                                    folder.first_checkpoint if chief else None)
+    # beside validation only on one device: other strategies' writes may need every worker
+    checkpoint_cb = EpochCheckpoint(scratch or folder.checkpoints, setup.epoch,
+                                    setup.checkpoint, folder.first_checkpoint if chief else None,
+                                    background=config.strategy == "default")
     callbacks = [StopOnNaN(folder.checkpoints, checkpoint_cb)]
     if chief:
         # an epoch's history row is written before its checkpoint: a run killed in between
