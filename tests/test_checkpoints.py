@@ -85,6 +85,11 @@ def test_writes_beside_validation_and_places_after_the_row(tmp_path, monkeypatch
     assert int(fresh_epoch.numpy()) == 4
     fresh_ckpt.read(str(first)).assert_existing_objects_matched()
     assert int(fresh_epoch.numpy()) == 1
+    # a resumed fit traces its evaluation again: its first epoch writes at its end too
+    net.fit(data, validation_data=data, epochs=6, initial_epoch=4, verbose=0,
+            callbacks=[probe, cb])
+    assert threads[4] == threading.main_thread().name and not during_validation[4]
+    assert threads[5].startswith("checkpoint") and during_validation[5]
 
 
 @pytest.mark.parametrize("background", [False, True])

@@ -130,6 +130,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.background = background
         self.diverged = False
         self._epoch = 0
+        self._validated = False  # a validation has run in this fit: its function is traced
         self._writing: tuple[int, Path, Future] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -139,15 +140,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         shutil.rmtree(self.pending_dir, ignore_errors=True)  # a killed run's unfinished write
+        self._validated = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_test_begin(self, logs=None):
-        # fit's validation; the first epoch's also traces the evaluation, so it writes at
-        # its end, with nothing else running
-        if self.background and self._epoch > 0 and self._writing is None:
+        # fit's validation; the first one of a fit (a resumed one's too) also traces the
+        # evaluation, so that epoch writes at its end, with nothing else running
+        if self.background and self._validated and self._writing is None:
             self._start(self._epoch, in_thread=True)
+
+    def on_test_end(self, logs=None):
+        self._validated = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged or (logs and any(not np.isfinite(v) for v in logs.values()
@@ -165,11 +170,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
-
-    def wait(self) -> None:
-        """Wait for a write in progress (whose files stay pending)."""
-        if self._writing is not None:
-            self._writing[2].exception()
 
     def _start(self, epoch: int, *, in_thread: bool) -> None:
         self.epoch.assign(epoch + 1)
@@ -214,7 +214,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Wait for a write in progress and delete its files."""
         if self._writing is None:
             return
-        self.wait()
+        self._writing[2].exception()  # waits; the error, if any, goes with the files
         self._writing = None
         shutil.rmtree(self.pending_dir, ignore_errors=True)
         _remove_if_empty(self.directory)
