@@ -7,10 +7,15 @@ one process:
 1. times the trainer's step alone (``tf.function(trainer.train_step)`` on one batch of the
    run's own pipeline, as ``benchmarks/train_throughput.py`` does), best of ``--repeats``;
 2. runs ``--epochs`` epochs through ``run_steps.fit`` with the run's callbacks, timing for
-   every epoch the training batches, the validation pass and each callback's epoch-end
-   work; the first epoch (tracing) is shown but left out of the mean;
-3. times the step again (the machine may have changed in between) and prints the epoch's
-   throughput against the better of the two step figures;
+   every epoch the training batches, the validation pass, each callback's test-end and
+   epoch-end work, and the rest (the epoch's time outside all of those: Keras's own work
+   between validation and the epoch's end); the first epoch (tracing) is shown but left
+   out of the mean;
+3. times the step again after every epoch (best of 2 x ``--probe-steps``, outside the
+   epoch's own time) and after the last, and prints each epoch's throughput against the
+   faster of the probes on either side of it: this shared host drifts by several percent
+   over minutes, so an epoch is set against the step as it ran around it, not minutes
+   before;
 4. with ``--peer-src PATH`` (a checkout of VITA-Group/BNN_NoBN; needs torch), times the
    official PyTorch step of the same network on the same batch shape: its
    ``models/Qaw_reactnet_18_<variant>.py`` network (``imagenet=False`` below 112 pixels,
@@ -45,6 +50,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="epochs run (the first is tracing)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat of the step")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--probe-steps", type=int, default=5,
+                   help="timed steps per repeat of the probe after every epoch (0: none)")
     p.add_argument("--peer-src", default="",
                    help="a VITA-Group/BNN_NoBN checkout: time its PyTorch step too")
     return p.parse_args()
@@ -110,18 +117,26 @@ def peer_step_seconds(src: str, variant: str, shape: tuple[int, int, int], batch
 
 
 def _timed_callbacks(callbacks, keras):
-    """Each callback's ``on_epoch_end`` wrapped to add its seconds to a shared table, and a
-    callback that records when each epoch's batches and its validation begin and end."""
+    """Each callback's ``on_test_end`` and ``on_epoch_end`` (the hooks that run between
+    the end of validation and the end of the epoch) wrapped to add their seconds to a
+    shared table, and a callback that records when each epoch's batches and its
+    validation begin and end."""
     spent: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
     def wrap(cb):
-        inner = cb.on_epoch_end
+        name = type(cb).__name__
+        inner_test_end, inner_epoch_end = cb.on_test_end, cb.on_epoch_end
+
+        def on_test_end(logs=None):
+            start = time.perf_counter()
+            inner_test_end(logs)
+            spent[phases.epoch][name] += time.perf_counter() - start
 
         def on_epoch_end(epoch, logs=None):
             start = time.perf_counter()
-            inner(epoch, logs)
-            spent[epoch][type(cb).__name__] += time.perf_counter() - start
-        cb.on_epoch_end = on_epoch_end
+            inner_epoch_end(epoch, logs)
+            spent[epoch][name] += time.perf_counter() - start
+        cb.on_test_end, cb.on_epoch_end = on_test_end, on_epoch_end
         return cb
 
     class Phases(keras.callbacks.Callback):
@@ -145,7 +160,7 @@ def _timed_callbacks(callbacks, keras):
         def on_epoch_end(self, epoch, logs=None):
             self.t_end = time.perf_counter()
 
-    class Total(keras.callbacks.Callback):  # last: after every other epoch-end
+    class Total(keras.callbacks.Callback):  # after every other epoch-end
         def __init__(self, phases):
             super().__init__()
             self.phases = phases
@@ -156,6 +171,17 @@ def _timed_callbacks(callbacks, keras):
     batches: dict[int, list[float]] = {}
     phases = Phases()
     return [phases, *(wrap(cb) for cb in callbacks), Total(phases)], spent, batches
+
+
+def step_probe(keras, time_step, probes: dict[int, float]):
+    """A callback timing the step alone after every epoch's end (placed after the epoch's
+    ``Total``, so before the next epoch's clock starts); ``probes[e]`` is the seconds per
+    step after epoch ``e``. Its steps train the scratch model too."""
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            probes[epoch] = time_step()
+
+    return Probe()
 
 
 def main() -> None:
@@ -188,14 +214,14 @@ def main() -> None:
 
         step = tf.function(trainer.train_step, reduce_retracing=True)
 
-        def step_seconds() -> float:
+        def step_seconds(repeats: int = args.repeats, steps: int = args.steps) -> float:
             best = float("inf")
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 start = time.perf_counter()
-                for _ in range(args.steps):
+                for _ in range(steps):
                     out = step(batch)
                 float(out["loss"])
-                best = min(best, (time.perf_counter() - start) / args.steps)
+                best = min(best, (time.perf_counter() - start) / steps)
             return best
 
         step(batch)  # trace
@@ -203,6 +229,10 @@ def main() -> None:
 
         run_callbacks = run_steps._callbacks(config, setup, folder, None)
         callbacks, spent, batches = _timed_callbacks(run_callbacks, keras)
+        probes: dict[int, float] = {}
+        if args.probe_steps:
+            callbacks.append(step_probe(keras, lambda: step_seconds(2, args.probe_steps),
+                                        probes))
         test = run_steps.evaluation_stream(config, setup.dataset.test)
         trainer.fit(setup.train_data, epochs=config.epochs, validation_data=test,
                     verbose=0, callbacks=callbacks)
@@ -213,7 +243,8 @@ def main() -> None:
                                  images, setup.dataset.num_classes, config.agc_clip,
                                  config.learning_rate, args.steps, args.repeats)
 
-    step_ips = images / min(before, after)
+    fastest = min(before, after, *probes.values())
+    step_ips = images / fastest
     train_images = setup.dataset.train_size
     print(f"epoch against step: {args.model} {args.variant} on {args.dataset}, batch "
           f"{args.batch_size}, {precision}, {train_images} training images, "
@@ -222,24 +253,36 @@ def main() -> None:
           f"after (best of {args.repeats} x {args.steps} steps)")
     names = sorted({k for row in spent.values() for k in row} - {"batches", "epoch"},
                    key=lambda k: (k != "validation", k))
+    around = {e: min(probes.get(e - 1, before), probes.get(e, after)) for e in spent}
+    if probes:
+        print("probe after each epoch: " + ", ".join(
+            f"{images / probes[e]:.1f}" for e in sorted(probes)) + f" img/s (best of 2 x "
+            f"{args.probe_steps} steps); 'vs around' sets an epoch against the faster probe "
+            "on either side of it")
     print(f"{'epoch':<7}{'total s':>9}{'batches s':>11}"
-          + "".join(f"{n[:14]:>16}" for n in names) + f"{'img/s':>8}{'vs step':>9}")
-    ratios = []
+          + "".join(f"{n[:14]:>16}" for n in names)
+          + f"{'rest':>7}{'img/s':>8}{'vs step':>9}{'vs around':>11}")
+    ratios, near = [], []
     for epoch in sorted(spent):
         row = spent[epoch]
         ips = train_images / row["epoch"]
+        near_ips = images / around[epoch]
         if epoch > 0:
             ratios.append(ips / step_ips)
+            near.append(ips / near_ips)
         print(f"{epoch + 1:<7}{row['epoch']:>9.2f}{row['batches']:>11.2f}"
               + "".join(f"{row.get(n, 0.0):>16.2f}" for n in names)
-              + f"{ips:>8.1f}{ips / step_ips:>8.0%}" + ("  (tracing)" if epoch == 0 else ""))
+              + f"{row['epoch'] - row['batches'] - sum(row.get(n, 0.0) for n in names):>7.2f}"
+              + f"{ips:>8.1f}{ips / step_ips:>8.0%}{ips / near_ips:>10.0%}"
+              + ("  (tracing)" if epoch == 0 else ""))
     if ratios:
-        print(f"epochs 2-{len(spent)}: {np.mean(ratios):.0%} of the step's throughput "
-              f"(min {min(ratios):.0%})")
+        print(f"epochs 2-{len(spent)}: {np.mean(ratios):.0%} of the step's best throughput "
+              f"(min {min(ratios):.0%}); {np.mean(near):.0%} of the step around each epoch "
+              f"(min {min(near):.0%})")
         later = [t for e in sorted(batches)[1:] for t in batches[e][:-1]]
         last = [batches[e][-1] for e in sorted(batches)[1:]]
         print(f"a batch inside fit (epochs 2-{len(spent)}): median {np.median(later):.3f} s "
-              f"against {min(before, after):.3f} s alone; the epoch's last batch "
+              f"against {fastest:.3f} s alone; the epoch's last batch "
               f"({train_images % images or images} images) {np.median(last):.3f} s")
     if peer is not None:
         import torch

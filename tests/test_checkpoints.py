@@ -170,8 +170,12 @@ def test_evaluation_regroups_the_split(tmp_path):
     from bnn_keras.training.config import TrainConfig
 
     split = tf.data.Dataset.range(600).batch(64)
-    sizes = [int(b.shape[0]) for b in evaluation_stream(TrainConfig(), split)]
+    stream = evaluation_stream(TrainConfig(), split)
+    sizes = [int(b.shape[0]) for b in stream]
     assert sizes == [256, 256, 88]
+    assert [int(v) for b in stream for v in b] == list(range(600))
+    # no autotuning: deleting a tuned iterator can wait idle for its tuner's pause
+    assert stream.options().autotune.enabled is False
     config = TrainConfig(batch_size=512, eval_batch_size=0)
     assert config.evaluation_batch == 512
     assert TrainConfig(eval_batch_size=100).evaluation_batch == 100
