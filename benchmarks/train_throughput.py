@@ -1,7 +1,8 @@
 """Training-step throughput (images/s) of models and variants, side by side in one process.
 
-Each (model, variant, precision) gets the same TrainingModel step the trainer uses (forward, loss,
-backward, AGC for ``bf``, Adam update) on random data, compiled with ``tf.function``;
+Each (model, variant, precision) gets the step ``bnn-keras train`` runs (its trainer from
+``build_trainer``: forward, loss, backward, AGC for ``bf``, the run's Adam update, the
+accuracy metric) on random data, compiled with ``tf.function``;
 after ``--warmup`` steps, ``--steps`` timed steps are repeated ``--repeats`` times and the
 best repeat is reported (the least disturbed by other processes). Variants alternate per
 repeat so a noisy neighbour hits all of them alike.
@@ -103,15 +104,11 @@ def main() -> None:
     args = _parse()
     import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
 
     from bnn_keras import models
-    from bnn_keras.training import TrainingModel
-    from bnn_keras.training.precision import (
-        precision_policy,
-        resolve_precision,
-        with_loss_scaling,
-    )
+    from bnn_keras.training import TrainConfig
+    from bnn_keras.training.precision import precision_policy, resolve_precision
+    from bnn_keras.training.train_model import build_trainer
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -128,10 +125,9 @@ def main() -> None:
                 with precision_policy(precision):
                     net = models.create(name, variant, args.num_classes, shape)
                 agc = args.agc if args.agc is not None else (0.0 if variant == "bn" else 0.02)
-                trainer = TrainingModel(net, agc_clip=agc)
-                trainer.compile(
-                    optimizer=with_loss_scaling(keras.optimizers.Adam(1e-3), precision),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                config = TrainConfig(model=name, variant=variant, agc_clip=agc,
+                                     batch_size=args.batch_size, precision=precision)
+                trainer = build_trainer(config, net, args.num_classes, steps_per_epoch=100)
                 step = tf.function(trainer.train_step, reduce_retracing=True,
                                    jit_compile=args.jit_compile)
                 for _ in range(args.warmup):

@@ -10,6 +10,8 @@ import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.fusion import fused
+
 
 def is_binarizing(layer: keras.layers.Layer) -> bool:
     """Whether ``layer`` binarises its input (a larq layer with a 1-bit input quantizer)."""
@@ -77,16 +79,21 @@ def approx_sign(x: tf.Tensor) -> tf.Tensor:
 
     The same values as larq's ``approx_sign`` (``2 (1 - |x|)`` where ``|x| <= 1``, else 0:
     the official ``BinaryActivation``) bit for bit, as a clamp instead of a mask and a
-    select: two fewer activation-sized passes per binariser in the backward pass, which
-    run on TensorFlow's element-wise CPU kernels beside the convolutions. The forward is
-    larq's ``sign`` (``sign(0) = +1``), the pattern LCE lowers to ``LceQuantize``.
+    select, in one XLA loop (:mod:`bnn_keras.fusion`) instead of one pass over the
+    activations per op. The forward is larq's ``sign`` (``sign(0) = +1``), the pattern
+    LCE lowers to ``LceQuantize``.
     """
 
     @tf.custom_gradient
     def binarize(x):
-        return lq.math.sign(x), lambda dy: dy * tf.nn.relu(2.0 - 2.0 * tf.abs(x))
+        return lq.math.sign(x), lambda dy: _approx_sign_grad(x, dy)
 
     return binarize(x)
+
+
+@fused
+def _approx_sign_grad(x, dy):
+    return dy * tf.nn.relu(2.0 - 2.0 * tf.abs(x))
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")

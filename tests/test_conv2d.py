@@ -58,8 +58,9 @@ def test_bfloat16_weight_gradient_within_rounding(rng):
 
 def test_binary_conv_layer_takes_the_matmul_gradient_in_bfloat16(rng, monkeypatch):
     calls = []
-    original = conv2d_module.patches
-    monkeypatch.setattr(conv2d_module, "patches", lambda *a: calls.append(a) or original(*a))
+    original = conv2d_module.matmul_weight_gradient
+    monkeypatch.setattr(conv2d_module, "matmul_weight_gradient",
+                        lambda *a: calls.append(a) or original(*a))
     with precision_policy("mixed_bfloat16"):  # the input quantizer computes in bf16 too
         layer = ScaledStdQuantConv2D(8, 3, padding="same")
     x = tf.constant(rng.normal(size=(2, 4, 4, 8)), tf.float32)

@@ -96,6 +96,26 @@ def _step(net, precision, steps=2):
     return trainer, float(out["loss"])
 
 
+def test_float64_network_keeps_a_float64_loss(rng):
+    """Only a mixed net's 16-bit logits are cast to float32 for the loss: a float64 net's
+    loss stays float64 (the step comparisons with the official code run in float64)."""
+    keras.backend.set_floatx("float64")
+    try:
+        inputs = keras.Input((6,))
+        net = keras.Model(inputs, keras.layers.Dense(3, name="classifier")(inputs))
+        trainer = TrainingModel(net, agc_clip=0.0)
+        trainer.compile("sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x = rng.normal(size=(4, 6)) * 3.0
+        y = np.array([0, 1, 2, 0])
+        logits = net(x).numpy()
+        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        expected = -log_p[np.arange(4), y].mean()
+        loss = float(trainer.train_step((tf.constant(x), tf.constant(y)))["loss"])
+        assert abs(loss - expected) < 1e-12 * abs(expected)  # float32 would be ~1e-8 off
+    finally:
+        keras.backend.set_floatx("float32")
+
+
 @pytest.mark.isolated
 @pytest.mark.slow
 @pytest.mark.parametrize("name,variant", [

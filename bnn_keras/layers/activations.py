@@ -5,6 +5,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.fusion import fused
+
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
 class LearnableBias(keras.layers.Layer):
@@ -52,8 +54,22 @@ class LearnableBias(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@fused
+def _rprelu_forward(x, bias_in, alpha, bias_out):
+    s = x - bias_in
+    pos = tf.nn.relu(s)
+    return pos + alpha * (s - pos) + bias_out
+
+
+@fused
+def _rprelu_backward(x, bias_in, alpha, dy):
+    """``dL/ds`` and ``dy * min(s, 0)``, the two activation-sized terms of the backward."""
+    s = x - bias_in
+    return tf.where(s > 0, dy, alpha * dy), dy * tf.minimum(s, 0)
+
+
 def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
-           bias_out: tf.Tensor) -> tf.Tensor:
+           bias_out: tf.Tensor, *, fuse: bool = False) -> tf.Tensor:
     r"""ReActNet's RPReLU with per-channel (last axis) ``bias_in`` \(\gamma\), ``alpha``
     \(a\) and ``bias_out`` \(\zeta\):
 
@@ -61,17 +77,18 @@ def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
     s = x - \gamma, \qquad y = \max(s, 0) + a \min(s, 0) + \zeta
     \]
     \[
-    \frac{\partial L}{\partial s} = g_+ + a (g - g_+), \quad g_+ = g \, 1_{s > 0},
-    \qquad \frac{\partial L}{\partial a} = \textstyle\sum g \min(s, 0), \quad
+    \frac{\partial L}{\partial s} = \begin{cases} g & s > 0 \\ a g & s \le 0 \end{cases},
+    \quad \frac{\partial L}{\partial a} = \textstyle\sum g \min(s, 0), \quad
     \frac{\partial L}{\partial \gamma} = -\sum \frac{\partial L}{\partial s}, \quad
     \frac{\partial L}{\partial \zeta} = \sum g
     \]
 
     (sums over every axis but the last). Values and gradients are those of PyTorch's
     ``PReLU`` between the two shifts, bit for bit (``min(s, 0)`` is ``s - max(s, 0)``,
-    exact; \(g - g_+\) is exactly 0 or \(g\)). Written out because autodiff of the
-    two-ReLU form costs three more activation-sized passes, and on a CPU those passes,
-    not the binary convolutions, bound a mixed-precision step.
+    exact). The backward is written out (autodiff of the two-ReLU form costs three more
+    activation-sized passes) and its element-wise part is one XLA loop
+    (:mod:`bnn_keras.fusion`), as is the forward with ``fuse``; the sums stay
+    TensorFlow reductions.
     """
     axes = list(range(len(x.shape) - 1))
     # read here (a mixed policy's variables in their compute dtype): tensors, not
@@ -80,17 +97,14 @@ def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
 
     @tf.custom_gradient
     def forward(x, bias_in, alpha, bias_out):
-        s = x - bias_in
-        pos = tf.nn.relu(s)
-        neg = s - pos
-
         def grad(dy):
-            dpos = tf.raw_ops.ReluGrad(gradients=dy, features=s)
-            ds = dpos + alpha * (dy - dpos)
-            return (ds, -tf.reduce_sum(ds, axes), tf.reduce_sum(dy * neg, axes),
+            ds, dy_neg = _rprelu_backward(x, bias_in, alpha, dy)
+            return (ds, -tf.reduce_sum(ds, axes), tf.reduce_sum(dy_neg, axes),
                     tf.reduce_sum(dy, axes))
 
-        return pos + alpha * neg + bias_out, grad
+        if fuse:
+            return _rprelu_forward(x, bias_in, alpha, bias_out), grad
+        return _rprelu_forward.python_function(x, bias_in, alpha, bias_out), grad
 
     return forward(x, bias_in, alpha, bias_out)
 
@@ -129,10 +143,10 @@ class RPReLU(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=channels, initializer="zeros")
         super().build(input_shape)
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
         # with alpha of shape (C,) TFLite does not fuse this into a PRELU; the export
         # copy's DeployRPReLU broadcasts alpha over (1, 1, C), which it fuses
-        return rprelu(inputs, self.bias_in, self.alpha, self.bias_out)
+        return rprelu(inputs, self.bias_in, self.alpha, self.bias_out, fuse=training is True)
 
     def compute_output_shape(self, input_shape):
         return input_shape

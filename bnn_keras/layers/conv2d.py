@@ -2,8 +2,8 @@
 
 oneDNN's bfloat16 weight gradient (``Conv2DBackpropFilter``) is slow where the output
 feature map is small and the channels many: on an AMX Xeon, a 3x3 conv 512 -> 512 at
-4x4 pixels, batch 64, took 5x the time of the same product written as a matmul of the
-input's patches, and more than its float32 counterpart (zoo/results.md, "Mixed-precision
+4x4 pixels, batch 64, took 5x the time of the same product written as matmuls of the
+input's windows, and more than its float32 counterpart (zoo/results.md, "Mixed-precision
 training step"). Those are the last stages of every ResNet-style BNN at CIFAR sizes and
 the last one at ImageNet sizes.
 """
@@ -24,37 +24,45 @@ def _use_matmul(x: tf.Tensor, dy: tf.Tensor) -> bool:
             and not tf.config.list_physical_devices("GPU"))
 
 
-def patches(x: tf.Tensor, kernel_size: int, strides: int, out_hw: tuple[int, int],
-            padding: str) -> tf.Tensor:
-    """``(N * Ho * Wo, k * k * C)``: every output pixel's input window, flattened in the
-    kernel's ``(kh, kw, C)`` order; ``padding`` ``"SAME"`` pads as TensorFlow's does."""
-    k, (ho, wo) = kernel_size, out_hw
+def matmul_weight_gradient(x: tf.Tensor, dy: tf.Tensor, kernel_size: int, strides: int,
+                           padding: str) -> tf.Tensor:
+    r"""``Conv2DBackpropFilter(x, dy)`` as matmuls of the input's windows with ``dy``:
+
+    \[
+    \frac{\partial L}{\partial W_{ij}} = X_{ij}^\top \, \frac{\partial L}{\partial Y}
+    \]
+
+    with \(X_{ij}\) the ``(N Ho Wo, C)`` view of the input (padded as TensorFlow's
+    ``"SAME"`` pads) that kernel tap ``(i, j)`` sees. At stride 1 each tap is a slice and
+    its own matmul, so no ``k * k``-fold copy of the input is built; at larger strides,
+    where strided slices are slow, one matmul of ``tf.image.extract_patches``.
+    Returns ``(k, k, C, O)``.
+    """
+    k, s = kernel_size, strides
+    ho, wo = int(dy.shape[1]), int(dy.shape[2])
     if padding == "SAME":
         pads = []
-        for size, out in zip(x.shape[1:3], out_hw):
-            total = max((out - 1) * strides + k - size, 0)
+        for size, out in zip(x.shape[1:3], (ho, wo)):
+            total = max((out - 1) * s + k - int(size), 0)
             pads.append([total // 2, total - total // 2])
         x = tf.pad(x, [[0, 0], *pads, [0, 0]])
-    if strides == 1:  # k * k shifted views: cheaper than extract_patches at stride 1
-        p = tf.concat([x[:, i:i + ho, j:j + wo, :] for i in range(k) for j in range(k)], -1)
-    else:
-        p = tf.image.extract_patches(x, [1, k, k, 1], [1, strides, strides, 1],
-                                     [1, 1, 1, 1], "VALID")
-    return tf.reshape(p, [-1, k * k * int(x.shape[-1])])
+    channels = int(x.shape[-1])
+    dy = tf.reshape(dy, [-1, int(dy.shape[-1])])
+    if s == 1:
+        taps = [tf.matmul(tf.reshape(x[:, i:i + ho, j:j + wo, :], [-1, channels]), dy,
+                          transpose_a=True) for i in range(k) for j in range(k)]
+        return tf.reshape(tf.stack(taps), [k, k, channels, -1])
+    windows = tf.image.extract_patches(x, [1, k, k, 1], [1, s, s, 1], [1, 1, 1, 1], "VALID")
+    dw = tf.matmul(tf.reshape(windows, [-1, k * k * channels]), dy, transpose_a=True)
+    return tf.reshape(dw, [k, k, channels, -1])
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, strides: int, padding: str) -> tf.Tensor:
     r"""``tf.nn.conv2d(x, kernel, strides, padding)`` (NHWC, square kernel, no dilation):
-    the same forward op and input gradient; the weight gradient, where
-    :func:`_use_matmul` holds, is
-
-    \[
-    \frac{\partial L}{\partial W} = P^\top \, \frac{\partial L}{\partial Y}, \qquad
-    P = \text{patches}(x) \in \mathbb{R}^{N H_o W_o \times k^2 C}
-    \]
-
-    the same sum as ``Conv2DBackpropFilter``'s in another order (bfloat16 products,
-    float32 accumulation in both); elsewhere it is ``Conv2DBackpropFilter`` itself.
+    the same forward op and input gradient; the weight gradient, where :func:`_use_matmul`
+    holds, is :func:`matmul_weight_gradient`, the same sum as ``Conv2DBackpropFilter``'s
+    in another order (bfloat16 products, float32 accumulation in both); elsewhere it is
+    ``Conv2DBackpropFilter`` itself.
     """
     k = int(kernel.shape[0])
     strides_4 = [1, strides, strides, 1]
@@ -66,9 +74,7 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, strides: int, padding: str) -> tf.Te
                                                 out_backprop=dy, strides=strides_4,
                                                 padding=padding)
             if _use_matmul(x, dy):
-                p = patches(x, k, strides, (dy.shape[1], dy.shape[2]), padding)
-                dw = tf.reshape(tf.matmul(p, tf.reshape(dy, [-1, dy.shape[-1]]),
-                                          transpose_a=True), tf.shape(kernel))
+                dw = matmul_weight_gradient(x, dy, k, strides, padding)
             else:
                 dw = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel),
                                                      out_backprop=dy, strides=strides_4,

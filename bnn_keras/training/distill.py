@@ -51,6 +51,11 @@ def loss_dtype(logits: tf.Tensor) -> tf.DType:
     return tf.float32 if logits.dtype in (tf.float16, tf.bfloat16) else logits.dtype
 
 
+def for_loss(logits: tf.Tensor) -> tf.Tensor:
+    """``logits`` in :func:`loss_dtype`: mixed precision's 16-bit logits as float32."""
+    return tf.cast(logits, loss_dtype(logits))
+
+
 def soft_cross_entropy(student_logits: tf.Tensor, teacher_logits: tf.Tensor) -> tf.Tensor:
     """Per-sample ``-sum_c softmax(teacher) * log_softmax(student)``; teacher stopped."""
     dtype = loss_dtype(student_logits)

@@ -68,13 +68,23 @@ class TorchAdam(keras.optimizers.Adam):
         m, v = self._momentums[index], self._velocities[index]
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = (tf.constant(b, dtype) for b in (self.beta_1, self.beta_2))
-        m.assign(beta_1 * m + (1.0 - beta_1) * gradient)
-        v.assign(beta_2 * v + (1.0 - beta_2) * tf.square(gradient))
-        correction_1 = 1.0 - tf.pow(beta_1, step)
-        correction_2 = 1.0 - tf.pow(beta_2, step)
-        denominator = tf.sqrt(v) / tf.sqrt(correction_2) + tf.constant(self.epsilon, dtype)
-        variable.assign_sub(tf.cast(self.learning_rate, dtype) / correction_1 * m
-                            / denominator)
+        beta_2_power = tf.pow(beta_2, step)
+        # TensorFlow's fused ApplyAdam, one pass over m, v and w instead of one per op: it
+        # steps w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps'), PyTorch's step
+        # when eps' = eps sqrt(1 - b2^t); its m update is PyTorch's lerp
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(m), v=_handle(v),
+            beta1_power=tf.pow(beta_1, step), beta2_power=beta_2_power,
+            lr=tf.cast(self.learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.constant(self.epsilon, dtype) * tf.sqrt(1.0 - beta_2_power),
+            grad=tf.convert_to_tensor(gradient))
+
+
+def _handle(variable) -> tf.Tensor:
+    """The resource handle of the variable that stores ``variable`` (through larq's and
+    mixed precision's wrappers)."""
+    variable = latent_variable(variable)
+    return getattr(variable, "_variable", variable).handle
 
 
 def build_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

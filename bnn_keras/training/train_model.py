@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from bnn_keras.training.agc import adaptive_clip
 from bnn_keras.training.config import TrainConfig
-from bnn_keras.training.distill import multi_teacher_loss
+from bnn_keras.training.distill import for_loss, multi_teacher_loss
 from bnn_keras.training.optim import (
     WeightDecay,
     build_optimizer,
@@ -91,17 +91,17 @@ class TrainingModel(keras.Model):
         """The logits of the active teachers: ``[assistant, teacher]`` or ``[teacher]``."""
         logits = []
         if self.assistants:
-            branches = [lambda a=a: tf.cast(a(x, training=False), tf.float32)
+            branches = [lambda a=a: for_loss(a(x, training=False))
                         for a in self.assistants]
             logits.append(tf.switch_case(tf.convert_to_tensor(self.assistant_index), branches)
                           if len(branches) > 1 else branches[0]())
-        logits.append(tf.cast(self.teacher(x, training=False), tf.float32))
+        logits.append(for_loss(self.teacher(x, training=False)))
         return [tf.stop_gradient(t) for t in logits]
 
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            logits = tf.cast(self(x, training=True), tf.float32)  # the loss in float32
+            logits = for_loss(self(x, training=True))  # a mixed net's loss in float32
             if self.teacher is not None:
                 loss, _ = multi_teacher_loss(logits, self.teacher_logits(x), self.kd_weighting)
                 if self.losses:
@@ -147,7 +147,7 @@ class TrainingModel(keras.Model):
 
     def test_step(self, data):
         x, y = data[0], data[1]
-        logits = tf.cast(self(x, training=False), tf.float32)
+        logits = for_loss(self(x, training=False))
         self.compiled_loss(y, logits, regularization_losses=self.losses)
         self.compiled_metrics.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics if m is not self.kd_loss_tracker}
