@@ -10,7 +10,7 @@ import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.fusion import fused
+from bnn_keras.fusion import exact, fused
 
 
 def is_binarizing(layer: keras.layers.Layer) -> bool:
@@ -92,8 +92,8 @@ def approx_sign(x: tf.Tensor) -> tf.Tensor:
 
 
 @fused
-def _approx_sign_grad(x, dy):
-    return dy * tf.nn.relu(2.0 - 2.0 * tf.abs(x))
+def _approx_sign_grad(x, dy, rounded=exact):
+    return dy * tf.nn.relu(rounded(2.0 - rounded(2.0 * tf.abs(x))))
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")

@@ -16,22 +16,41 @@ def _as_float(t: tf.Tensor) -> np.ndarray:
     return tf.cast(t, tf.float32).numpy()
 
 
+def _relu_shift(x, bias_in):
+    s = x - bias_in
+    return s, tf.nn.relu(s)
+
+
+#: each fused chain and the plain ops it stands for, op by op in the inputs' dtype
+CHAINS = {
+    "rprelu forward": (_rprelu_forward, lambda x, g, a, z, dy: (x, g, a, z), lambda x, g, a, z:
+                       (lambda s, pos: pos + a * (s - pos) + z)(*_relu_shift(x, g))),
+    "rprelu backward": (_rprelu_backward, lambda x, g, a, z, dy: (x, g, a, dy),
+                        lambda x, g, a, dy: (tf.where(x - g > 0, dy, a * dy),
+                                             dy * tf.minimum(x - g, 0))),
+    "approx_sign gradient": (_approx_sign_grad, lambda x, g, a, z, dy: (x, dy),
+                             lambda x, dy: dy * tf.nn.relu(2.0 - 2.0 * tf.abs(x))),
+}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_chains_equal_their_ops(rng, dtype):
+@pytest.mark.parametrize("name", CHAINS)
+def test_fused_chains_equal_their_ops(rng, dtype, name):
+    """Compiled (in float32 for bfloat16, rounding where each op rounds) and as plain
+    ops, a chain gives the values of its ops one by one, bit for bit."""
+    kernel, pick, reference = CHAINS[name]
     x = rng.normal(0, 0.8, (4, 9, 9, 16)).astype(np.float32)
     x.flat[:4] = [0.0, 1.0, -1.0, 3.0]  # the kinks of the sign's gradient
-    args = [tf.cast(v, dtype) for v in (x, rng.normal(0, 0.1, 16), rng.normal(0.25, 0.5, 16),
-                                        rng.normal(0, 0.1, 16), rng.normal(size=x.shape))]
-    x, bias_in, alpha, bias_out, dy = args
-    x = tf.tensor_scatter_nd_update(x, [[0, 0, 1]], [bias_in[:16]])  # s == 0 exactly
-    for kernel, inputs in ((_rprelu_forward, (x, bias_in, alpha, bias_out)),
-                           (_rprelu_backward, (x, bias_in, alpha, dy)),
-                           (_approx_sign_grad, (x, dy))):
-        compiled = tf.nest.flatten(kernel(*inputs))
-        unfused = tf.nest.flatten(tf.function(kernel.python_function)(*inputs))
-        for got, want in zip(compiled, unfused):
-            assert got.dtype == want.dtype == dtype
-            np.testing.assert_array_equal(_as_float(got), _as_float(want))
+    bias_in = rng.normal(0, 0.1, 16).astype(np.float32)
+    x[0, 0, 1] = bias_in  # s == 0 exactly
+    values = [x, bias_in, rng.normal(0.25, 0.5, 16), rng.normal(0, 0.1, 16),
+              rng.normal(size=x.shape)]
+    inputs = pick(*(tf.cast(v, dtype) for v in values))
+    want = tf.nest.flatten(tf.function(reference)(*inputs))
+    for got in (kernel(*inputs), tf.function(kernel.chain)(*inputs)):
+        for g, w in zip(tf.nest.flatten(got), want):
+            assert g.dtype == w.dtype == dtype
+            np.testing.assert_array_equal(_as_float(g), _as_float(w))
 
 
 def test_fused_chain_is_one_xla_fusion():
@@ -59,9 +78,8 @@ def test_rprelu_fused_forward_and_gradients_equal_unfused(rng, dtype):
 
 def test_rprelu_layer_fuses_only_when_training(rng, monkeypatch):
     calls = []
-    original = _rprelu_forward.python_function
     monkeypatch.setattr("bnn_keras.layers.activations._rprelu_forward",
-                        _Recorder(calls, original))
+                        _Recorder(calls, _rprelu_forward.chain))
     x = keras.Input((5, 5, 4))
     model = keras.Model(x, RPReLU()(x))
     data = tf.constant(rng.normal(size=(2, 5, 5, 4)), tf.float32)
@@ -78,7 +96,7 @@ class _Recorder:
     """Stands in for the compiled forward: records which form the layer called."""
 
     def __init__(self, calls: list, fn):
-        self.calls, self.python_function = calls, self._plain(calls, fn)
+        self.calls, self.chain = calls, self._plain(calls, fn)
         self.fn = fn
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.fusion import fused
+from bnn_keras.fusion import exact, fused
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
@@ -55,17 +55,17 @@ class LearnableBias(keras.layers.Layer):
 
 
 @fused
-def _rprelu_forward(x, bias_in, alpha, bias_out):
-    s = x - bias_in
+def _rprelu_forward(x, bias_in, alpha, bias_out, rounded=exact):
+    s = rounded(x - bias_in)
     pos = tf.nn.relu(s)
-    return pos + alpha * (s - pos) + bias_out
+    return rounded(pos + rounded(alpha * (s - pos))) + bias_out
 
 
 @fused
-def _rprelu_backward(x, bias_in, alpha, dy):
+def _rprelu_backward(x, bias_in, alpha, dy, rounded=exact):
     """``dL/ds`` and ``dy * min(s, 0)``, the two activation-sized terms of the backward."""
-    s = x - bias_in
-    return tf.where(s > 0, dy, alpha * dy), dy * tf.minimum(s, 0)
+    s = rounded(x - bias_in)
+    return tf.where(s > 0, dy, rounded(alpha * dy)), dy * tf.minimum(s, 0)
 
 
 def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
@@ -104,7 +104,7 @@ def rprelu(x: tf.Tensor, bias_in: tf.Tensor, alpha: tf.Tensor,
 
         if fuse:
             return _rprelu_forward(x, bias_in, alpha, bias_out), grad
-        return _rprelu_forward.python_function(x, bias_in, alpha, bias_out), grad
+        return _rprelu_forward.chain(x, bias_in, alpha, bias_out), grad
 
     return forward(x, bias_in, alpha, bias_out)
 
