@@ -44,11 +44,11 @@ def resolve_precision(precision: str) -> str:
     """``precision``, with ``auto`` resolved for this machine: ``mixed_bfloat16`` on a
     CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
 
-    ``auto`` picks bfloat16 only where the CPU runs it natively: 1.8x float32's step
-    there, but on the digits default run half a point to a point of test top-1 below
-    float32 (six seeds each), so a run's default is ``float32`` (zoo/results.md, "Mixed-precision
-    training step"). On GPUs, where ``mixed_float16`` is the usual choice, ask for it
-    explicitly.
+    ``auto`` picks bfloat16 only where the CPU runs it natively: 1.6x float32's step on
+    an AVX512-BF16 CPU, 1.8x with AMX, with the digits default run's test top-1 within
+    float32's seed spread (zoo/results.md, "Mixed-precision training step"). A run's
+    default stays ``float32``, the official training scripts' precision. On GPUs, where
+    ``mixed_float16`` is the usual choice, ask for it explicitly.
     """
     if precision not in PRECISIONS:
         raise BnnError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
