@@ -6,11 +6,12 @@ one process:
 
 1. times the trainer's step alone (``tf.function(trainer.train_step)`` on one batch of the
    run's own pipeline, as ``benchmarks/train_throughput.py`` does), best of ``--repeats``;
-2. runs ``--epochs`` epochs through ``run_steps.fit`` with the run's callbacks, timing for
-   every epoch the training batches, the validation pass, each callback's test-end and
-   epoch-end work, and the rest (the epoch's time outside all of those: Keras's own work
-   between validation and the epoch's end); the first epoch (tracing) is shown but left
-   out of the mean;
+2. runs ``--epochs`` epochs through ``fit`` with the run's callbacks, timing for every
+   epoch its start (from the previous epoch's end, the probe below excluded, to its first
+   batch: ``fit`` replaces its training iterator there), the training batches, the
+   validation pass, each callback's test-end and epoch-end work, and the rest (the
+   epoch's time outside all of those: Keras's own work between validation and the
+   epoch's end); the first epoch (tracing) is shown but left out of the mean;
 3. times the step again after every epoch (best of 2 x ``--probe-steps``, outside the
    epoch's own time) and after the last, and prints each epoch's throughput against the
    faster of the probes on either side of it: this shared host drifts by several percent
@@ -140,8 +141,12 @@ def _timed_callbacks(callbacks, keras):
         return cb
 
     class Phases(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.clock = time.perf_counter()  # the first epoch's clock starts here
+
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch, self.t0 = epoch, time.perf_counter()
+            self.epoch, self.t0, self.t_begin = epoch, self.clock, time.perf_counter()
+            spent[epoch]["start"] = self.t_begin - self.clock
             self.batch_seconds = batches[epoch] = []
 
         def on_train_batch_begin(self, batch, logs=None):
@@ -151,7 +156,7 @@ def _timed_callbacks(callbacks, keras):
             self.batch_seconds.append(time.perf_counter() - self.t_batch)
 
         def on_test_begin(self, logs=None):
-            spent[self.epoch]["batches"] += time.perf_counter() - self.t0
+            spent[self.epoch]["batches"] += time.perf_counter() - self.t_begin
             self.t_test = time.perf_counter()
 
         def on_test_end(self, logs=None):
@@ -166,20 +171,22 @@ def _timed_callbacks(callbacks, keras):
             self.phases = phases
 
         def on_epoch_end(self, epoch, logs=None):
-            spent[epoch]["epoch"] = time.perf_counter() - self.phases.t0
+            self.phases.clock = time.perf_counter()
+            spent[epoch]["epoch"] = self.phases.clock - self.phases.t0
 
     batches: dict[int, list[float]] = {}
     phases = Phases()
-    return [phases, *(wrap(cb) for cb in callbacks), Total(phases)], spent, batches
+    return [phases, *(wrap(cb) for cb in callbacks), Total(phases)], spent, batches, phases
 
 
-def step_probe(keras, time_step, probes: dict[int, float]):
+def step_probe(keras, time_step, probes: dict[int, float], phases):
     """A callback timing the step alone after every epoch's end (placed after the epoch's
-    ``Total``, so before the next epoch's clock starts); ``probes[e]`` is the seconds per
-    step after epoch ``e``. Its steps train the scratch model too."""
+    ``Total``), then starting the next epoch's clock on ``phases``; ``probes[e]`` is the
+    seconds per step after epoch ``e``. Its steps train the scratch model too."""
     class Probe(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             probes[epoch] = time_step()
+            phases.clock = time.perf_counter()  # the next epoch's clock starts here
 
     return Probe()
 
@@ -228,11 +235,11 @@ def main() -> None:
         before = step_seconds()
 
         run_callbacks = run_steps._callbacks(config, setup, folder, None)
-        callbacks, spent, batches = _timed_callbacks(run_callbacks, keras)
+        callbacks, spent, batches, phases = _timed_callbacks(run_callbacks, keras)
         probes: dict[int, float] = {}
         if args.probe_steps:
             callbacks.append(step_probe(keras, lambda: step_seconds(2, args.probe_steps),
-                                        probes))
+                                        probes, phases))
         test = run_steps.evaluation_stream(config, setup.dataset.test)
         trainer.fit(setup.train_data, epochs=config.epochs, validation_data=test,
                     verbose=0, callbacks=callbacks)
@@ -252,7 +259,7 @@ def main() -> None:
     print(f"step alone: {images / before:.1f} img/s before the epochs, {images / after:.1f} "
           f"after (best of {args.repeats} x {args.steps} steps)")
     names = sorted({k for row in spent.values() for k in row} - {"batches", "epoch"},
-                   key=lambda k: (k != "validation", k))
+                   key=lambda k: (k != "start", k != "validation", k))
     around = {e: min(probes.get(e - 1, before), probes.get(e, after)) for e in spent}
     if probes:
         print("probe after each epoch: " + ", ".join(

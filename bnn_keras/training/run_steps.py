@@ -108,22 +108,31 @@ def _train_stream(config: TrainConfig, dataset) -> tuple[tf.data.Dataset, int]:
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
         train_data = train_data.with_options(options)
-    return train_data, steps_per_epoch
+    return untuned(train_data), steps_per_epoch
+
+
+def untuned(stream: tf.data.Dataset) -> tf.data.Dataset:
+    """``stream`` without tf.data's autotuning, as ``fit`` reads the run's streams.
+
+    ``fit`` deletes its iterators after every epoch and every validation, and deleting a
+    tuned one (TF 2.19) at times left the process idle: up to 2.5 s after a validation,
+    40 s before a training epoch (zoo/results.md, "The
+    validation iterator's idle wait", "The training iterator's idle wait"). Untuned, a
+    map with ``num_parallel_calls=AUTOTUNE`` still runs on every core.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return stream.with_options(options)
 
 
 def evaluation_stream(config: TrainConfig, split: tf.data.Dataset) -> tf.data.Dataset:
     """``split`` (a batched pipeline) regrouped into batches of ``config.evaluation_batch``
     images, as the run evaluates it.
 
-    Without tf.data's autotuning: with it, deleting the validation iterator, which ``fit``
-    does after every validation, at times left the process idle for up to 2.5 s (TF 2.19;
-    zoo/results.md, "The validation iterator's idle wait"). The stream only regroups
-    prepared batches; parallel maps inside ``split`` keep TensorFlow's default parallelism.
+    Untuned (:func:`untuned`), prefetching one batch: the stream only regroups prepared
+    batches.
     """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return (split.unbatch().batch(config.evaluation_batch).prefetch(1)
-            .with_options(options))
+    return untuned(split.unbatch().batch(config.evaluation_batch).prefetch(1))
 
 
 def _network(config: TrainConfig, dataset, folder: RunFolder, *, from_init: bool,
