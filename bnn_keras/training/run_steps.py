@@ -116,10 +116,10 @@ def untuned(stream: tf.data.Dataset) -> tf.data.Dataset:
 
     ``fit`` deletes its iterators after every epoch and every validation, and deleting a
     tuned one (TF 2.19) at times left the process idle: up to 2.5 s after a validation,
-    40 s before a training epoch (zoo/results.md, "The
-    validation iterator's idle wait", "The training iterator's idle wait"). Untuned, a
-    map with ``num_parallel_calls=AUTOTUNE`` still runs on every core and a
-    ``prefetch(AUTOTUNE)`` still reads ahead.
+    40 s before a training epoch (zoo/results.md, "The validation iterator's idle wait",
+    "The training iterator's idle wait"). Untuned, a map with
+    ``num_parallel_calls=AUTOTUNE`` still runs on every core and a ``prefetch(AUTOTUNE)``
+    still reads ahead.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
