@@ -8,20 +8,48 @@ whose convolutions are faster. :func:`fused` compiles a chain with XLA
 (``jit_compile``), which emits it as one loop; the graph around it keeps TensorFlow's
 kernels (oneDNN convolutions, Eigen reductions, which XLA's CPU backend runs slower).
 
-Only the training graph uses them: gradients, and forwards under ``training=True``. The
-inference graph runs the same chain as plain ops, the patterns LCE's converter lowers.
-A fused chain gives its unfused ops' values bit for bit, in float32 and bfloat16 alike
-(``tests/test_fusion.py``): it reorders memory traffic, never arithmetic.
+The training graph uses them: gradients, forwards under ``training=True``, and the
+inference forwards of evaluation during training, traced inside :func:`fusing_inference`
+(:class:`~bnn_keras.training.TrainingModel`'s ``test_step``), whose graph nothing
+converts. Any other inference graph (export, ``predict``) runs the same chain as plain
+ops, the patterns LCE's converter lowers. A chain is fused only where it gives its
+unfused ops' values bit for bit, in float32 and bfloat16 alike (``tests/test_fusion.py``):
+it reorders memory traffic, never arithmetic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
 #: dtypes whose fused chains compute in float32 (XLA's CPU code for them is slower)
 HALF_DTYPES = (tf.bfloat16, tf.float16)
+
+_tracing = threading.local()  # per thread: tf.function traces in its caller's thread
+
+
+@contextlib.contextmanager
+def fusing_inference() -> Iterator[None]:
+    """Forwards traced inside fuse their chains under ``training=False`` too.
+
+    For graphs that are run, never converted: an exported graph must keep the plain ops
+    LCE lowers (``PRELU``), so inference fuses only where asked.
+    """
+    before = getattr(_tracing, "inference", False)
+    _tracing.inference = True
+    try:
+        yield
+    finally:
+        _tracing.inference = before
+
+
+def fuse_forward(training) -> bool:
+    """Whether a layer called with ``training`` runs its forward chain fused: when
+    training, or inside :func:`fusing_inference`."""
+    return training is True or getattr(_tracing, "inference", False)
 
 
 def exact(t: tf.Tensor) -> tf.Tensor:

@@ -5,7 +5,38 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.fusion import exact, fused
+from bnn_keras.fusion import HALF_DTYPES, exact, fuse_forward, fused
+
+
+@fused
+def _shift_forward(x, scale, bias, rounded=exact):
+    return rounded(x * scale) + bias
+
+
+def scaled_shift(x: tf.Tensor, scale: float, bias: tf.Tensor, *, fuse: bool = False
+                 ) -> tf.Tensor:
+    r"""``scale * x + bias`` (``bias`` per channel, last axis), as two ops, or, with
+    ``fuse`` and a 16-bit ``x``, as one XLA loop (:mod:`bnn_keras.fusion`) with the same
+    values and the gradients autodiff gives the two ops: \(\partial L / \partial x =
+    \beta g\) (\(\beta\) = ``scale``), \(\partial L / \partial b = \sum g\) over every
+    axis but the last.
+
+    A float32 ``x`` keeps the two ops: XLA would contract them into one fused
+    multiply-add, rounded once instead of twice. (16-bit ops run slowest in TensorFlow's
+    kernels, so they are the ones worth fusing.)
+    """
+    if not (fuse and x.dtype in HALF_DTYPES):
+        return x * scale + bias
+    axes = list(range(len(x.shape) - 1))
+    scale_t = tf.constant(scale, x.dtype)  # what `x * scale` multiplies by
+
+    @tf.custom_gradient
+    def forward(x, bias):
+        def grad(dy):
+            return dy * scale_t, tf.reduce_sum(dy, axes)
+        return _shift_forward(x, scale_t, bias), grad
+
+    return forward(x, tf.convert_to_tensor(bias))
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
@@ -21,7 +52,9 @@ class LearnableBias(keras.layers.Layer):
     ``scale`` (\(\beta\), default 1) is the BN-free nets' input down-scaling. Because
     \(\mathrm{sign}(\beta x + b) = \mathrm{sign}(x + b/\beta)\) for \(\beta > 0\), the
     export step folds \(\beta\) into the bias when this layer feeds a binarizer
-    (:func:`bnn_keras.export.fold_scales`), so no float multiply is deployed.
+    (:func:`bnn_keras.export.fold_scales`), so no float multiply is deployed. With a
+    scale the forward is one XLA loop where :func:`~bnn_keras.fusion.fuse_forward`
+    allows (:func:`scaled_shift`).
 
     Example:
         ```python
@@ -42,10 +75,10 @@ class LearnableBias(keras.layers.Layer):
         )
         super().build(input_shape)
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        if self.scale != 1.0:
-            inputs = inputs * self.scale
-        return inputs + self.bias
+    def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
+        if self.scale == 1.0:
+            return inputs + self.bias
+        return scaled_shift(inputs, self.scale, self.bias, fuse=fuse_forward(training))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -146,7 +179,8 @@ class RPReLU(keras.layers.Layer):
     def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
         # with alpha of shape (C,) TFLite does not fuse this into a PRELU; the export
         # copy's DeployRPReLU broadcasts alpha over (1, 1, C), which it fuses
-        return rprelu(inputs, self.bias_in, self.alpha, self.bias_out, fuse=training is True)
+        return rprelu(inputs, self.bias_in, self.alpha, self.bias_out,
+                      fuse=fuse_forward(training))
 
     def compute_output_shape(self, input_shape):
         return input_shape

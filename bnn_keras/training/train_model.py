@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.fusion import fusing_inference
 from bnn_keras.training.agc import adaptive_clip
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.distill import for_loss, multi_teacher_loss
@@ -34,7 +35,9 @@ class TrainingModel(keras.Model):
     ``assistant_index`` (set per epoch by
     :class:`~bnn_keras.training.distill.TeacherSwitch`) and the teacher, weighted per
     sample (see :mod:`bnn_keras.training.distill`). Evaluation always uses the compiled
-    (label) loss. Save ``net``, not this wrapper: it is the deployable model.
+    (label) loss, on a forward traced with its element-wise chains fused
+    (:func:`bnn_keras.fusion.fusing_inference`: the same logits, fewer passes). Save
+    ``net``, not this wrapper: it is the deployable model.
 
     Mixed precision (``net`` built under a mixed policy, see
     :mod:`bnn_keras.training.precision`): the loss is computed on float32 logits; with a
@@ -147,7 +150,8 @@ class TrainingModel(keras.Model):
 
     def test_step(self, data):
         x, y = data[0], data[1]
-        logits = for_loss(self(x, training=False))
+        with fusing_inference():  # a graph that is run, never converted
+            logits = for_loss(self(x, training=False))
         self.compiled_loss(y, logits, regularization_losses=self.losses)
         self.compiled_metrics.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics if m is not self.kd_loss_tracker}
