@@ -152,18 +152,29 @@ def test_float16_scales_the_loss_and_skips_overflowing_steps():
 
 @pytest.mark.isolated
 def test_float32_copy_has_the_same_weights_and_outputs(rng):
+    """The copy computes what the float32 network does, quantizers included (larq's are
+    layers with a policy of their own), and converts with every binary conv lowered."""
+    from bnn_keras.export import convert, op_counts
     from tests.tiny_models import NAME
 
     with precision_policy("mixed_bfloat16"):
         net = models.create(NAME, "bf", 4, (16, 16, 3))
+    reference = models.create(NAME, "bf", 4, (16, 16, 3))
+    reference.set_weights(net.get_weights())
     copy = float32_model(net)
     assert not is_mixed(copy) and copy.output.dtype == tf.float32
+    quantizers = [layer.input_quantizer for layer in copy.layers
+                  if getattr(layer, "input_quantizer", None) is not None]
+    assert quantizers and all(q.dtype_policy.name == "float32" for q in quantizers)
     for a, b in zip(net.get_weights(), copy.get_weights()):
         np.testing.assert_array_equal(a, b)
     x = rng.normal(size=(3, 16, 16, 3)).astype(np.float32)
-    mixed_out = net(x).numpy().astype(np.float32)
-    np.testing.assert_allclose(copy(x).numpy(), mixed_out, atol=0.1 * np.abs(mixed_out).max())
+    np.testing.assert_array_equal(copy(x).numpy(), reference(x).numpy())
     assert float32_model(copy) is copy
+    binary_convs = sum(isinstance(layer, ScaledStdQuantConv2D)
+                       and layer.input_quantizer is not None for layer in net.layers)
+    ops = op_counts(convert(net))  # the mixed network itself: converted as its copy
+    assert binary_convs == 2 and ops["LceBconv2d"] == binary_convs
 
 
 @pytest.mark.isolated

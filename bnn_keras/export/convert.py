@@ -108,8 +108,8 @@ def _uses_frozen_route(model: keras.Model, lce_kwargs: dict) -> bool:
 
 
 def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> bytes:
-    """Convert ``model`` with LCE after :func:`~bnn_keras.export.fold_scales`
-    (``fold_biases`` goes to it).
+    """Convert ``model`` (its float32 copy when it is mixed precision) with LCE after
+    :func:`~bnn_keras.export.fold_scales` (``fold_biases`` goes to it).
 
     The route (see the module's docstring) does not change the result. ``lce_kwargs`` go
     to the converter (e.g. ``experimental_default_int8_range``) and select a public
@@ -121,6 +121,9 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
     """
     import larq_compute_engine as lce
 
+    from bnn_keras.training.precision import float32_model
+
+    model = float32_model(model)  # a mixed-precision network deploys as float32
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             if _uses_frozen_route(model, lce_kwargs):

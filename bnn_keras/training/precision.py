@@ -88,20 +88,40 @@ def with_loss_scaling(optimizer: keras.optimizers.Optimizer,
     return optimizer
 
 
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of ``model`` and the layers they hold (larq's quantizers are layers)."""
+    return [m for m in model.submodules if isinstance(m, keras.layers.Layer)]
+
+
 def is_mixed(model: keras.Model) -> bool:
-    """Whether any layer of ``model`` computes in another dtype than its variables'."""
+    """Whether any layer of ``model``, or one a layer holds (a quantizer), computes in
+    another dtype than its variables'."""
     return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
-               for layer in model.layers)
+               for layer in _all_layers(model))
+
+
+def _float32_config(config):
+    """A layer's config with its dtype policy, and those of the layers serialised inside
+    it (a larq layer's ``input_quantizer``), float32."""
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    config = {k: _float32_config(v) for k, v in config.items()}
+    if "dtype" in config and "name" in config:  # a layer's own config
+        config["dtype"] = "float32"
+    return config
 
 
 def float32_model(model: keras.Model) -> keras.Model:
-    """``model`` with every layer float32 and the same weights (``model`` itself when it
-    is float32 already): the network a mixed-precision run saves and exports."""
+    """``model`` with every layer float32, the quantizers inside them too, and the same
+    weights (``model`` itself when it is float32 already): the network a mixed-precision
+    run saves and exports."""
     if not is_mixed(model):
         return model
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+        return layer.__class__.from_config(_float32_config(layer.get_config()))
 
     with precision_policy("float32"):
         copy = keras.models.clone_model(model, clone_function=clone)
