@@ -22,6 +22,7 @@ from collections.abc import Callable
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
+from bnn_keras.layers import BinomialBlur
 from bnn_keras.models.common import classifier_head
 from bnn_keras.models.registry import register
 from bnn_keras.quantizers import is_binarizing
@@ -58,6 +59,10 @@ def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, i
                                    include_top=False)
     if binary_pad == 1.0:
         body = _pad_binary_convs_with_one(body)
+    for layer in body.layers:  # the same kernel, saved as bnn_keras's own initializer
+        if getattr(getattr(layer, "depthwise_initializer", None), "__name__",
+                   None) == "blurpool_initializer":
+            layer.depthwise_initializer = BinomialBlur()
     x = body.output
     if relu_top:
         x = keras.layers.ReLU(name="top_relu")(x)
