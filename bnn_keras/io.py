@@ -148,11 +148,43 @@ def _fast_keras_zip_reads() -> Iterator[None]:
         saving_lib.zipfile = zipfile
 
 
-def load_keras_model(path: str | os.PathLike) -> keras.Model:
-    """Load a ``.keras`` model holding bnn_keras / larq layers, with one-line errors."""
-    import larq  # noqa: F401  (registers larq's layers and quantizers)
+#: The largest ``config.json`` read from a ``.keras`` archive (the largest network's is
+#: under 1 MiB); a bigger one is refused before it is decompressed.
+MAX_CONFIG_BYTES = 64 * 2**20
 
-    import bnn_keras.layers  # noqa: F401  (registers ours)
+
+def read_keras_config(path: Path) -> dict:
+    """The parsed ``config.json`` of the ``.keras`` archive ``path``, or a one-line
+    :class:`BnnError` naming the file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise BnnError(f"{path}: its config.json is {info.file_size} bytes, over "
+                               f"the {MAX_CONFIG_BYTES} a model needs")
+            text = archive.read(info)
+    except KeyError:
+        raise BnnError(f"{path} is not a .keras model (no config.json inside)") from None
+    except (OSError, zipfile.BadZipFile) as err:
+        raise BnnError(f"{path} is not a valid .keras file (corrupt?): {first_line(err)}"
+                       ) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BnnError(f"{path}: its config.json is nested too deeply") from None
+    except ValueError as err:
+        raise BnnError(f"{path}: its config.json is not valid JSON: {first_line(err)}"
+                       ) from None
+
+
+def check_keras_file(path: str | os.PathLike, *, trust_code: bool = False) -> Path:
+    """``path`` if it is a ``.keras`` archive whose config loads no code, else a one-line
+    :class:`BnnError` naming the file (and the layer, for code).
+
+    Unless ``trust_code`` (or :func:`bnn_keras.trust.trusting_code` around the call), the
+    config is checked with :func:`bnn_keras.trust.check_model_config`.
+    """
+    from bnn_keras.trust import check_model_config, code_trusted
 
     path = Path(path)
     if not path.exists():
@@ -163,6 +195,28 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
         raise BnnError(f"expected a .keras model file, got {path.name}")
     if not zipfile.is_zipfile(path):
         raise BnnError(f"{path} is not a valid .keras file (not a zip archive; corrupt?)")
+    config = read_keras_config(path)
+    if not (trust_code or code_trusted()):
+        try:
+            check_model_config(config)
+        except BnnError as err:
+            raise BnnError(f"refusing to load {path}: {err} (--trust-code loads it anyway: "
+                           "only for a file whose author you trust)") from None
+    return path
+
+
+def load_keras_model(path: str | os.PathLike, *, trust_code: bool = False) -> keras.Model:
+    """Load a ``.keras`` model holding Keras, larq and bnn_keras layers, with one-line
+    errors.
+
+    The file is checked first (:func:`check_keras_file`): a layer or function that could
+    run code named in the file is refused, naming the layer, unless ``trust_code``, for a
+    file whose author you trust.
+    """
+    import bnn_keras._registration
+
+    bnn_keras._registration.register_all()
+    path = check_keras_file(path, trust_code=trust_code)
     try:
         with _fast_keras_zip_reads():
             return keras.models.load_model(path, compile=False)

@@ -82,7 +82,8 @@ def test_unconvertible_model(capsys, tmp_path):
     model = keras.Model(x, keras.layers.Dense(2)(_Unconvertible()(x)))
     path = tmp_path / "odd.keras"
     model.save(path)
-    code, _, err = run_main(["export", str(path), "-o", str(tmp_path / "odd.tflite")], capsys)
+    code, _, err = run_main(["export", str(path), "-o", str(tmp_path / "odd.tflite"),
+                             "--trust-code"], capsys)
     assert_one_line_error(code, err, "LCE cannot convert")
     assert not (tmp_path / "odd.tflite").exists()
 

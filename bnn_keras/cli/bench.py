@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from bnn_keras.cli.options import trust_code_option
+
 
 def _thread_list(ctx, param, value):
     try:
@@ -36,6 +38,7 @@ def _keras_beside(tflite: Path, explicit: str | None):
 
 
 @click.command()
+@trust_code_option
 @click.argument("model_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--threads", callback=_thread_list, default="1", show_default=True,
               help="Thread counts, comma-separated (e.g. 1,4): one measurement each.")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from bnn_keras.cli.options import trust_code_option
+
 
 def _int8_range(ctx, param, value):
     if value is None:
@@ -35,6 +37,7 @@ def _check_distinct(model_path: str, output: str, report_path: str) -> None:
 
 
 @click.command()
+@trust_code_option
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output .tflite [default: MODEL with .tflite suffix].")

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import click
 
+from bnn_keras.cli.options import trust_code_option
+
 
 @click.command(name="eval")
+@trust_code_option
 @click.argument("target")
 @click.option("--dataset", default=None, help="[default: the run's dataset, else digits]")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test",
@@ -45,6 +48,7 @@ FULL_GRID = {"points": 21, "samples": 512}
 
 
 @click.command()
+@trust_code_option
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--points", type=click.IntRange(min=3), default=9, show_default=True,
               callback=_odd, help="Grid points per axis: odd, so the origin is on the grid.")
@@ -99,6 +103,7 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
 
 
 @click.command()
+@trust_code_option
 @click.argument("run")
 @click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images of the batch the activation statistics are measured on.")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from bnn_keras.cli.options import trust_code_option
 from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
@@ -73,6 +74,7 @@ _NONNEG = click.FloatRange(min=0)
 
 
 @click.command()
+@trust_code_option
 @click.option("--recipe", type=click.Path(dir_okay=False),
               help="A recipe JSON (zoo/recipes/...); every flag given overrides its value.")
 @click.option("--stage", type=click.IntRange(0, 2), default=None,

@@ -149,6 +149,15 @@ def _with_input_adapter(model: keras.Model, input_shape, mean, std, preprocess) 
     return keras.Model(inputs, model(x, training=False), name=f"teacher_{model.name}")
 
 
+#: Teacher specs that name a pretrained network rather than a model file.
+PRETRAINED_PREFIXES = ("keras:", "larq_zoo:")
+
+
+def is_model_file_spec(spec: str) -> bool:
+    """Whether the teacher ``spec`` names a ``.keras`` file or a run folder."""
+    return not spec.startswith(PRETRAINED_PREFIXES)
+
+
 def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
                  mean: Sequence[float] = (), std: Sequence[float] = ()) -> keras.Model:
     """A frozen teacher that maps the student's inputs to ``num_classes`` logits.

@@ -27,7 +27,7 @@ from bnn_keras.io import atomic_write_json
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import resolve_precision
 from bnn_keras.training.resume import check_run_folder, newest_run_with_checkpoint
-from bnn_keras.training.run_folder import RunFolder, next_run_dir
+from bnn_keras.training.run_folder import RunFolder, model_file, next_run_dir
 
 __all__ = ["RunResult", "last_checkpoint_prefix", "latest_run_dir", "next_run_dir", "seeded",
            "train"]
@@ -100,6 +100,7 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     # the strategy first: multi-worker collectives must be configured before TF starts
     strategy = make_strategy(config.strategy)
     chief, multiworker = is_chief(), config.strategy == "multiworker"
+    _check_model_files(config, resume=bool(resume or resume_from))
     folder, resume, why = _choose_folder(config, resume, resume_from, multiworker)
     if resume:
         config = _stored_config(folder, config)
@@ -124,6 +125,20 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
         fitted = run_steps.fit(config, setup, folder, chief=chief, verbose=verbose)
         metrics = run_steps.finish(config, setup, fitted, folder, chief=chief, export=export)
     return RunResult(folder.path, metrics)
+
+
+def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
+    """The model files the run loads (``init_from``, unless resuming, and the teachers),
+    checked before any folder is made (:func:`bnn_keras.io.check_keras_file`)."""
+    from bnn_keras.io import check_keras_file
+    from bnn_keras.training.distill import is_model_file_spec
+    from bnn_keras.training.two_step import resolve_source
+
+    if config.init_from and not resume:
+        check_keras_file(resolve_source(config.init_from))
+    for spec in (config.teacher, *config.assistants):
+        if spec and is_model_file_spec(spec):
+            check_keras_file(model_file(spec))
 
 
 def _choose_folder(config: TrainConfig, resume: bool, resume_from, multiworker: bool,
