@@ -27,7 +27,7 @@ from bnn_keras.io import atomic_write_json
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import resolve_precision
 from bnn_keras.training.resume import check_run_folder, newest_run_with_checkpoint
-from bnn_keras.training.run_folder import RunFolder, model_file, next_run_dir
+from bnn_keras.training.run_folder import RunFolder, claim_run_dir, model_file, next_run_dir
 
 __all__ = ["RunResult", "last_checkpoint_prefix", "latest_run_dir", "next_run_dir", "seeded",
            "train"]
@@ -111,8 +111,11 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
         raise BnnError(f"the global batch {config.batch_size} does not split evenly over "
                        f"{replicas} replicas; pick a multiple of {replicas}")
     fresh = chief and not resume and not multiworker
-    if chief:
+    if fresh:  # taken exclusively: a run started at the same instant gets another name
+        folder = RunFolder(claim_run_dir(config.output, config.name))
+    elif chief:
         folder.path.mkdir(parents=True, exist_ok=True)
+    if chief:
         atomic_write_json(folder.config, config.to_dict())
     with seeded(config):
         try:

@@ -118,3 +118,22 @@ def next_run_dir(output: str | os.PathLike, name: str) -> Path:
     while (base.parent / f"{name}-{i}").exists():
         i += 1
     return base.parent / f"{name}-{i}"
+
+
+def claim_run_dir(output: str | os.PathLike, name: str) -> Path:
+    """Create ``output/name`` or the first free ``name-N`` and return it.
+
+    Each name is taken with an exclusive ``mkdir``: of two runs started at the same instant,
+    which both saw the same name free, one gets it and the other the next name, never the
+    same folder.
+    """
+    root = Path(output)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, i = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            i += 1
+            candidate = root / f"{name}-{i}"
