@@ -70,3 +70,20 @@ def test_claim_run_dir_takes_the_next_free_name(tmp_path):
     assert claim_run_dir(tmp_path / "out", "a") == tmp_path / "out" / "a"
     assert claim_run_dir(tmp_path / "out", "a") == tmp_path / "out" / "a-2"
     assert claim_run_dir(tmp_path / "out", "a") == tmp_path / "out" / "a-3"
+
+
+def test_bench_plot_on_a_full_disk_keeps_the_earlier_plot(tmp_path, monkeypatch):
+    from bnn_keras.bench.table import BenchRow, plot_latency_accuracy
+    from tests.full_disk import fill_disk
+
+    rows = [BenchRow("runs/a/model.tflite", "local", "interpreter", 1, 5, 2.0, 1.5, 2.5, 0.1,
+                     accuracy=0.9)]
+    plot = tmp_path / "plots" / "latency.png"
+    assert plot_latency_accuracy(rows, plot) == 1
+    before = plot.read_bytes()
+    assert before.startswith(b"\x89PNG")
+    fill_disk(monkeypatch, tmp_path / "plots")
+    with pytest.raises(BnnError, match=f"{plot}: No space left on device"):
+        plot_latency_accuracy(rows, plot)
+    assert plot.read_bytes() == before
+    assert [p.name for p in plot.parent.iterdir()] == ["latency.png"]
