@@ -1,6 +1,7 @@
 """The probe's hostile and broken inputs (issue 34): each gets a one-line error or works,
 and nothing is lost (no stray run folder, no half-written file)."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -87,3 +88,60 @@ def test_bench_plot_on_a_full_disk_keeps_the_earlier_plot(tmp_path, monkeypatch)
         plot_latency_accuracy(rows, plot)
     assert plot.read_bytes() == before
     assert [p.name for p in plot.parent.iterdir()] == ["latency.png"]
+
+
+def _stopped_run(tmp_path, monkeypatch, name="h"):
+    """A run folder with a valid config, and training that fails the test if reached."""
+    from bnn_keras.training import run_steps
+    from bnn_keras.training.config import TrainConfig
+
+    run = tmp_path / name
+    run.mkdir()
+    config = TrainConfig(name=name, output=str(tmp_path))
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    monkeypatch.setattr(run_steps, "build", lambda *a, **k: pytest.fail("trained"))
+    return run, config
+
+
+def test_resume_checks_history_before_training(tmp_path, monkeypatch):
+    from bnn_keras.training.run import train
+
+    run, config = _stopped_run(tmp_path, monkeypatch)
+    history = run / "history.csv"
+    history.write_bytes(b"epoch,loss\n0,1.5\n1,\xff\xfe\n")
+    with pytest.raises(BnnError, match=f"cannot read {history}: .*codec can't decode"):
+        train(config, resume_from=run)
+    assert history.read_bytes() == b"epoch,loss\n0,1.5\n1,\xff\xfe\n"
+
+
+BAD_CONFIGS = [pytest.param(text, needle, id=name) for name, text, needle in [
+    ("list", b"[1, 2]", "must be a JSON object"),
+    ("dataset-int", b'{"dataset": 5}', "dataset must be"),
+    ("epochs-str", b'{"epochs": "x"}', "epochs must be an integer"),
+    ("epochs-neg", b'{"epochs": -3}', "epochs must be >= 1"),
+    ("not-utf8", b"\xff\xfe{}", "not valid JSON"),
+    ("deep", b"[" * 100000, "not valid JSON|nested too deeply")]]
+
+
+@pytest.mark.parametrize("text,needle", BAD_CONFIGS)
+def test_resume_from_a_bad_run_config_names_it(text, needle, tmp_path, monkeypatch):
+    from bnn_keras.training.run import train
+
+    run, config = _stopped_run(tmp_path, monkeypatch)
+    (run / "config.json").write_bytes(text)
+    with pytest.raises(BnnError, match=f"run config {run / 'config.json'}.*({needle})"):
+        train(config, resume_from=run)
+
+
+@pytest.mark.parametrize("command", ["eval", "landscape", "inspect"])
+@pytest.mark.parametrize("text,needle", BAD_CONFIGS[:2])
+def test_insight_commands_name_a_bad_run_config(command, text, needle, tmp_path, capsys):
+    from tests.test_cli import assert_one_line_error, run_main
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"never read")
+    (run / "config.json").write_bytes(text)
+    code, _, err = run_main([command, run], capsys)
+    assert_one_line_error(code, err, f"run config {run / 'config.json'}")
+    assert needle in err

@@ -214,10 +214,17 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """The config stored in a run's ``config.json``; anything wrong with it (not
+        readable, not a JSON object, a value of the wrong type or out of range) is a
+        one-line :class:`BnnError` naming the file."""
+        from bnn_keras.training.run_folder import read_run_config
+
+        data = read_run_config(path)
+        check_value_types(data, f"run config {path}")
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise BnnError(f"cannot read run config {path}: {err}") from None
+            return cls.from_dict(data)
+        except BnnError as err:
+            raise BnnError(f"run config {path}: {err}") from None
 
 
 def check_run_name(name: str) -> str:

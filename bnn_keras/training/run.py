@@ -24,6 +24,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_json
+from bnn_keras.training.callbacks import read_history
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import resolve_precision
 from bnn_keras.training.resume import check_run_folder, newest_run_with_checkpoint
@@ -102,8 +103,9 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     chief, multiworker = is_chief(), config.strategy == "multiworker"
     _check_model_files(config, resume=bool(resume or resume_from))
     folder, resume, why = _choose_folder(config, resume, resume_from, multiworker)
-    if resume:
+    if resume:  # what the resumed run reads, checked before it trains
         config = _stored_config(folder, config)
+        read_history(folder.history)
     else:
         config.precision = resolve_precision(config.precision)  # stored resolved
     replicas = strategy.num_replicas_in_sync

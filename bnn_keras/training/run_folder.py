@@ -23,9 +23,12 @@ Nothing here imports TensorFlow, so commands that only look at run folders stay 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from bnn_keras.errors import BnnError, first_line
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -94,6 +97,25 @@ class RunFolder:
     @property
     def export_report(self) -> Path:
         return self.path / "export.json"
+
+
+def read_run_config(path: str | os.PathLike) -> dict:
+    """The JSON object in a run's ``config.json``; a file that cannot be read, is not
+    JSON or holds something else than an object is a one-line :class:`BnnError` naming
+    it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as err:
+        raise BnnError(f"cannot read run config {path}: {err.strerror or err}") from None
+    except RecursionError:
+        raise BnnError(f"run config {path} is nested too deeply") from None
+    except ValueError as err:  # UnicodeDecodeError too
+        raise BnnError(f"run config {path} is not valid JSON: {first_line(err)}") from None
+    if not isinstance(data, dict):
+        raise BnnError(f"run config {path} must be a JSON object, got "
+                       f"{type(data).__name__}")
+    return data
 
 
 def model_file(source: str | os.PathLike) -> Path:
