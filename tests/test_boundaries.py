@@ -145,3 +145,15 @@ def test_insight_commands_name_a_bad_run_config(command, text, needle, tmp_path,
     code, _, err = run_main([command, run], capsys)
     assert_one_line_error(code, err, f"run config {run / 'config.json'}")
     assert needle in err
+
+
+def test_train_on_a_folder_with_a_corrupt_image_leaves_no_run(tmp_path, capsys):
+    from tests.test_cli import _train, assert_one_line_error
+    from tests.test_data_images import _corrupt_middle, _write_folder
+
+    root = _write_folder(tmp_path / "pets")
+    _corrupt_middle(root / "train" / "dog" / "0.jpg")
+    code, _, err = _train(capsys, tmp_path / "runs", "--dataset", f"folder:{root}",
+                          "--epochs", "1", "--name", "pets")
+    assert_one_line_error(code, err, f"{root / 'train' / 'dog' / '0.jpg'} (does not decode)")
+    assert list((tmp_path / "runs").iterdir()) == []
