@@ -128,11 +128,19 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save ``model`` in the ``.keras`` format, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.tmp.keras"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                    suffix=".tmp.keras")
+        os.close(fd)
+    except OSError as err:
+        raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
+    tmp = Path(name)
     try:
         model.save(tmp)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk: the file keras was writing is dropped below
+        raise BnnError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

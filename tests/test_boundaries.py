@@ -157,3 +157,83 @@ def test_train_on_a_folder_with_a_corrupt_image_leaves_no_run(tmp_path, capsys):
                           "--epochs", "1", "--name", "pets")
     assert_one_line_error(code, err, f"{root / 'train' / 'dog' / '0.jpg'} (does not decode)")
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_saving_a_model_on_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import tf_keras as keras
+
+    from bnn_keras.io import save_keras_atomic
+    from tests.full_disk import fill_disk
+
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = save_keras_atomic(net, tmp_path / "run" / "model.keras")
+    before = path.read_bytes()
+    fill_disk(monkeypatch, tmp_path / "run")
+    with pytest.raises(BnnError, match=f"cannot write {path}: No space left on device"):
+        save_keras_atomic(net, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["model.keras"]
+
+
+HUGE = str(10**23)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-1"], "--seed"), (["--seed", "100000000000000000000"], "--seed"),
+    (["--batch-size", "100000"], "batch_size must be from 1 to 65536"),
+    (["--batch-size", "9223372036854775807"], "batch_size must be from 1 to 65536"),
+    (["--epochs", HUGE], "epochs must be from 1 to 100000"),
+    (["--steps-per-epoch", HUGE], "steps_per_epoch must be from 0"),
+    (["--image-size", HUGE], "image_size must be from 0 to 4096"),
+    (["--model-option", "alpha=nan"], "must be a finite number"),
+    (["--model-option", "alpha=NaN"], "must be a finite number"),
+    (["--model-option", "alpha=-inf"], "must be a finite number"),
+    (["--model-option", f"alpha=1{'0' * 400}"], "must be a finite number"),
+    (["--model-option", "name=x"], "'name' is not an architecture option"),
+    (["--model-option", "num_classes=3"], "'num_classes' is not an architecture option"),
+    (["--model-option", "input_shape=[1]"], "'input_shape' is not an architecture option"),
+    (["--model-option", "variant=bn"], "'variant' is not an architecture option"),
+    (["--teacher", "keras:__name__"], "unknown teacher 'keras:__name__'"),
+    (["--teacher", "larq_zoo:__doc__"], "unknown teacher"),
+    (["--batch-size", "2000"], "larger than the training split of digits (1437 images)"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_train_refuses_out_of_range_input_and_leaves_no_folder(args, needle, capsys, tmp_path):
+    from tests.test_cli import _train, assert_one_line_error
+
+    code, _, err = _train(capsys, tmp_path / "runs", "--epochs", "1", *args)
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("config,needle", [
+    ({"batch_size": 10**23}, "batch_size must be from 1 to 65536"),
+    ({"seed": -1}, "seed must be from 0 to 4294967295"),
+    ({"model_options": {"num_classes": 3}}, "'num_classes' is not an architecture option"),
+    ({"model_options": {"alpha": 10**400}}, "alpha must be a finite number, got a huge"),
+    ({"assistants": ["a.keras"], "teacher": "t.keras", "assistant_epochs": [10**23]},
+     "assistant_epochs[0] must be from 0 to"),
+])
+def test_recipe_values_out_of_range(config, needle, tmp_path):
+    from bnn_keras.training.recipes import recipe_config
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"config": config}))
+    with pytest.raises(BnnError) as info:
+        recipe_config(recipe)
+    assert needle in str(info.value) and len(str(info.value)) < 300
+
+
+def test_deeply_nested_recipe(tmp_path):
+    from bnn_keras.training.recipes import load_recipe
+
+    recipe = tmp_path / "deep.json"
+    recipe.write_text('{"config": {"model_options": ' + "[" * 100000 + "]" * 100000 + "}}")
+    with pytest.raises(BnnError, match=f"recipe {recipe} is nested too deeply"):
+        load_recipe(recipe)
+
+
+def test_an_option_that_overflows_the_builder_is_a_bad_option():
+    from bnn_keras import models
+
+    with pytest.raises(BnnError, match="bad option for model 'reactnet_18': .*range"):
+        models.create("reactnet_18", "bf", 10, (32, 32, 3), alpha=1e308)

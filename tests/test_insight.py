@@ -227,7 +227,8 @@ def test_a_full_disk_leaves_the_earlier_landscape_and_inspection_whole(run_dir, 
             assert _files(run_dir / command) == before[command]  # no temporary file either
 
 
-def test_landscape_span_is_bounded(run_dir, capsys):
-    code, _, err = run_main(["landscape", str(run_dir), "--span", "1e308"], capsys)
-    assert_one_line_error(code, err, "--span")
+@pytest.mark.parametrize("option,value", [("--span", "1e308"), ("--seed", "-1")])
+def test_landscape_span_and_seed_are_bounded(option, value, run_dir, capsys):
+    code, _, err = run_main(["landscape", str(run_dir), option, value], capsys)
+    assert_one_line_error(code, err, option)
     assert not (run_dir / "landscape").exists()

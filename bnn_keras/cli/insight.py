@@ -65,7 +65,7 @@ FULL_GRID = {"points": 21, "samples": 512}
 @click.option("--full", is_flag=True,
               help=f"The full grid: {FULL_GRID['points']}x{FULL_GRID['points']} points on "
                    f"{FULL_GRID['samples']} images (about 22x the default's work).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--dataset", default=None, help="[default: each run's dataset]")
 def landscape(runs, points, span, samples, full, seed, dataset) -> None:
     """2-D loss landscapes around each RUN's weights (PNG contour + surface, .npz grid).

@@ -134,5 +134,7 @@ def create(
     try:
         return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
                              **kwargs)
-    except TypeError as err:
-        raise BnnError(f"bad option for model {name!r}: {err}") from None
+    except (TypeError, ValueError, OverflowError) as err:
+        if not kwargs and not isinstance(err, TypeError):
+            raise  # no option given: not the user's input
+        raise BnnError(f"bad option for model {name!r}: {first_line(err)}") from None

@@ -136,7 +136,7 @@ def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
     """The model files the run loads (``init_from``, unless resuming, and the teachers),
     checked before any folder is made (:func:`bnn_keras.io.check_keras_file`)."""
     from bnn_keras.io import check_keras_file
-    from bnn_keras.training.distill import is_model_file_spec
+    from bnn_keras.training.distill import is_model_file_spec, pretrained_builder
     from bnn_keras.training.two_step import resolve_source
 
     if config.init_from and not resume:
@@ -144,6 +144,8 @@ def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
     for spec in (config.teacher, *config.assistants):
         if spec and is_model_file_spec(spec):
             check_keras_file(model_file(spec))
+        elif spec:
+            pretrained_builder(spec)  # the name only: the weights load with the run
 
 
 def _choose_folder(config: TrainConfig, resume: bool, resume_from, multiworker: bool,
