@@ -237,3 +237,49 @@ def test_an_option_that_overflows_the_builder_is_a_bad_option():
 
     with pytest.raises(BnnError, match="bad option for model 'reactnet_18': .*range"):
         models.create("reactnet_18", "bf", 10, (32, 32, 3), alpha=1e308)
+
+
+def test_bench_threads_are_bounded_with_their_own_message(capsys, tmp_path):
+    from tests.test_cli import assert_one_line_error, run_main
+
+    code, _, err = run_main(["bench", tmp_path / "m.tflite", "--threads", "1,2147483648"],
+                            capsys)
+    assert_one_line_error(code, err, "thread counts must be at most 1024, got 2147483648")
+
+
+@pytest.mark.parametrize("error", ["oserror", "tf"])
+def test_a_full_temporary_folder_during_the_float_baseline_says_so(error, monkeypatch):
+    import errno
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from bnn_keras import export
+    from bnn_keras.bench.float_baseline import float_flatbuffer
+
+    def full(model, directory):
+        if error == "oserror":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{directory}/variables/x.data; {os.strerror(errno.ENOSPC)}")
+
+    monkeypatch.setattr(export, "save_inference_graph", full)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(BnnError, match="the temporary folder .* is full") as info:
+        float_flatbuffer(net)
+    assert "cannot convert" not in str(info.value)
+
+
+def test_a_full_temporary_folder_while_writing_the_float_baseline(tmp_path, monkeypatch):
+    import importlib
+
+    from bnn_keras.bench import float_baseline
+    from tests.full_disk import fill_disk
+
+    bench = importlib.import_module("bnn_keras.cli.bench")  # the module, not the command
+
+    monkeypatch.setattr(bench, "_keras_beside", lambda path, explicit: None)
+    monkeypatch.setattr(float_baseline, "float_flatbuffer", lambda model: b"TFL3" * 100)
+    fill_disk(monkeypatch, tmp_path)
+    with pytest.raises(BnnError, match=f"temporary folder {tmp_path}: it is full"):
+        bench._float_baselines(("m.tflite",), None, tmp_path)
