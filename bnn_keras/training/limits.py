@@ -35,6 +35,13 @@ def check_int_limits(config: TrainConfig) -> None:
             raise BnnError(f"{name} must be from {low} to {high}, got {shorten(value)}")
 
 
+def check_batch_fits(config: TrainConfig, train_size: int) -> None:
+    """A one-line :class:`BnnError` when the batch is larger than the training split."""
+    if config.batch_size > train_size:
+        raise BnnError(f"the batch size {config.batch_size} is larger than the training split "
+                       f"of {config.dataset} ({train_size} images): pick at most {train_size}")
+
+
 #: :func:`bnn_keras.models.create`'s own arguments, which no model option may set
 RESERVED_MODEL_OPTIONS = ("name", "variant", "num_classes", "input_shape")
 

@@ -20,11 +20,11 @@ import tf_keras as keras
 
 from bnn_keras import data as data_lib
 from bnn_keras import models
-from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_json, save_keras_atomic
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
 from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.limits import check_batch_fits
 from bnn_keras.training.precision import float32_model, precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
 from bnn_keras.training.run_folder import RunFolder
@@ -63,10 +63,7 @@ def build(config: TrainConfig, strategy: tf.distribute.Strategy, folder: RunFold
     from bnn_keras.training.distribute import with_sync_batch_norm
 
     dataset = load_data(config)
-    if config.batch_size > dataset.train_size:
-        raise BnnError(f"the batch size {config.batch_size} is larger than the training split "
-                       f"of {config.dataset} ({dataset.train_size} images): pick at most "
-                       f"{dataset.train_size}")
+    check_batch_fits(config, dataset.train_size)
     train_data, steps_per_epoch = _train_stream(config, dataset)
     with strategy.scope(), precision_policy(config.precision):
         # --init-from fills a network that no checkpoint will: a fresh run, or a resumed
