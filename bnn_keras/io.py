@@ -8,7 +8,7 @@ import os
 import tempfile
 import types
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,13 +51,10 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written).
-
-    The file gets the mode a plain ``open()`` would give it (the umask applies), and a
-    failure is a one-line :class:`BnnError` naming ``path``, not the temporary file.
-    """
-    path = Path(path)
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``path`` (flushed to disk), its name
+    returned; a failure is a one-line :class:`BnnError` naming ``path`` (the temporary
+    file removed)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -69,13 +66,53 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
             raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
         raise
-    return path
+    return tmp
+
+
+def atomic_write_files(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
+    """Write files that belong together (a grid and its plots) all or none.
+
+    Each is written to a temporary file beside it first; only when every one is on disk
+    are they renamed into place, so a full disk leaves the previous set whole: no new
+    grid beside an old plot, no truncated plot. A failure is a one-line
+    :class:`BnnError` naming the file that could not be written (no temporary file is
+    left). Each file gets the mode a plain ``open()`` would give it.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            staged.append((_write_temp(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+    return [path for _, path in staged]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written).
+
+    The file gets the mode a plain ``open()`` would give it (the umask applies), and a
+    failure is a one-line :class:`BnnError` naming ``path``, not the temporary file.
+    """
+    return atomic_write_files({path: data})[0]
+
+
+def figure_png(fig, **savefig_kwargs) -> bytes:
+    """The matplotlib figure ``fig`` as PNG bytes, for the atomic writers (a plot saved
+    straight to its path is left truncated by a full disk)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_kwargs)
+    return buffer.getvalue()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -91,11 +128,19 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save ``model`` in the ``.keras`` format, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.tmp.keras"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                    suffix=".tmp.keras")
+        os.close(fd)
+    except OSError as err:
+        raise BnnError(f"cannot write {path}: {err.strerror or err}") from None
+    tmp = Path(name)
     try:
         model.save(tmp)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk: the file keras was writing is dropped below
+        raise BnnError(f"cannot write {path}: {err.strerror or first_line(err)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -1,5 +1,10 @@
 """tfds sets (mocked, offline), image folders and the augmentations: shapes and ranges."""
 
+import os
+import struct
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -297,3 +302,70 @@ def test_moved_folder_names_still_import():
 
     assert images.load_folder is folders.load_folder
     assert images.unreadable_images is folders.unreadable_images
+
+
+def _corrupt_middle(path):
+    """``path`` becomes a JPEG or PNG (by its suffix) of random pixels whose middle third
+    is scrambled: its first and last bytes stay valid, and TensorFlow cannot decode it."""
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "PNG" if path.suffix == ".png" else "JPEG")
+    data = bytearray(path.read_bytes())
+    for k in range(len(data) // 3, 2 * len(data) // 3):
+        data[k] = (data[k] * 7 + 13) % 256
+    path.write_bytes(bytes(data))
+
+
+def test_image_folder_decodes_every_image_up_front(tmp_path, capfd):
+    root = _write_folder(tmp_path / "pets")
+    _corrupt_middle(root / "train" / "cat" / "0.jpg")
+    _corrupt_middle(root / "val" / "dog" / "1.png")
+    with pytest.raises(BnnError) as info:
+        data.load(f"folder:{root}", batch_size=4, image_size=24)
+    message = str(info.value)
+    assert "2 files" in message and "0.jpg (does not decode)" in message
+    assert "1.png (does not decode)" in message
+    assert "Corrupt JPEG" not in capfd.readouterr().err  # libjpeg's lines kept quiet
+
+
+def _png_claiming(width, height):
+    """A PNG whose header says ``width`` x ``height`` greyscale pixels, with (almost) no
+    pixel data: what a decompression bomb looks like before it is decoded."""
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_image_folder_refuses_decompression_bombs(tmp_path, monkeypatch):
+    from bnn_keras.data import folders
+
+    root = _write_folder(tmp_path / "pets")
+    # a tiny PNG claiming 100000 x 100000 pixels: refused from its header, never decoded
+    (root / "train" / "dog" / "bomb.png").write_bytes(_png_claiming(100000, 100000))
+    monkeypatch.setattr(folders, "_undecodable",
+                        lambda paths: pytest.fail("decoded") if any(b"bomb" in p for p in paths)
+                        else set())
+    with pytest.raises(BnnError, match=r"bomb.png \(decodes to over 67108864 pixels\)"):
+        data.load(f"folder:{root}", batch_size=4, image_size=24)
+
+
+def test_image_folder_refuses_empty_class_folders(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    for image in (root / "val" / "eel").iterdir():
+        image.unlink()
+    with pytest.raises(BnnError, match=f"class folder {root / 'val' / 'eel'} holds no images"):
+        data.load(f"folder:{root}", batch_size=4, image_size=24)
+
+
+def test_image_folder_with_file_names_that_are_not_utf8(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    cat = os.fsencode(root / "train" / "cat")
+    os.rename(os.path.join(cat, b"0.jpg"), os.path.join(cat, b"caf\xe9.jpg"))
+    ds = data.load(f"folder:{root}", batch_size=4, image_size=24)
+    assert sum(len(y) for _, y in ds.train) == 9
+    _corrupt_middle(Path(os.fsdecode(os.path.join(cat, b"caf\xe9.jpg"))))
+    with pytest.raises(BnnError, match=r"cat/caf\\xe9\.jpg \(does not decode\)"):
+        data.load(f"folder:{root}", batch_size=4, image_size=24)

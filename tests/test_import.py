@@ -171,3 +171,28 @@ def test_train_starts_from_the_imported_weights(tmp_path, capsys):
     expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
         y, net(x, training=True))
     assert first_loss == pytest.approx(float(expected), rel=1e-4)
+
+
+class _RunsCode:
+    """Unpickled, it would run ``touch`` on its ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pth_holding_code_is_refused_in_one_complete_sentence(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hook": _RunsCode(marker)}, evil)
+    code, _, err = run_main(["import", evil, "-o", tmp_path / "o.keras"], capsys)
+    assert_one_line_error(code, err, f"refusing checkpoint {evil}: it holds objects other "
+                                     "than tensors (posix.system)")
+    assert err.strip().endswith("or its arrays as an .npz)")
+    assert "weights_only=False" not in err and "weights_only` set to `False" not in err
+    assert not marker.exists() and not (tmp_path / "o.keras").exists()

@@ -200,3 +200,35 @@ def test_landscape_points_must_be_odd(run_dir, capsys):
     code, _, err = run_main(["landscape", str(run_dir), "--points", "4"], capsys)
     assert_one_line_error(code, err, "odd")
     assert not (run_dir / "landscape").exists()
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_full_disk_leaves_the_earlier_landscape_and_inspection_whole(run_dir, capsys,
+                                                                       monkeypatch):
+    from tests.full_disk import fill_disk
+
+    args = {"landscape": ["--points", "3", "--samples", "16"], "inspect": ["--samples", "8"]}
+    before = {}
+    for command, extra in args.items():
+        code, _, err = run_main([command, str(run_dir), *extra], capsys)
+        assert code == 0, err
+        before[command] = _files(run_dir / command)
+    with monkeypatch.context() as patch:
+        fill_disk(patch, run_dir)
+        for command, extra in args.items():
+            code, _, err = run_main([command, str(run_dir), *extra], capsys)
+            last = err.strip().splitlines()[-1]  # landscape's progress bar comes first
+            assert code == 1 and "Traceback" not in err and "Exception ignored" not in err
+            assert last.startswith(f"error: cannot write {run_dir / command}/"), err
+            assert last.endswith("No space left on device")
+            assert _files(run_dir / command) == before[command]  # no temporary file either
+
+
+@pytest.mark.parametrize("option,value", [("--span", "1e308"), ("--seed", "-1")])
+def test_landscape_span_and_seed_are_bounded(option, value, run_dir, capsys):
+    code, _, err = run_main(["landscape", str(run_dir), option, value], capsys)
+    assert_one_line_error(code, err, option)
+    assert not (run_dir / "landscape").exists()

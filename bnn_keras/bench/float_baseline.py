@@ -11,6 +11,8 @@ on them).
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 
 import tf_keras as keras
@@ -67,12 +69,25 @@ def float_flatbuffer(model: keras.Model) -> bytes:
 
     floated = float_model(model)
     try:
-        with tempfile.TemporaryDirectory() as directory:
+        with tempfile.TemporaryDirectory(prefix="bnn-keras-float-") as directory:
             save_inference_graph(floated, directory)
             return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
     except Exception as err:  # noqa: BLE001
+        if disk_full(err):
+            raise BnnError(f"the temporary folder {tempfile.gettempdir()} is full: the float "
+                           "baseline's SavedModel cannot be written there (free some space, "
+                           "or point TMPDIR to a folder with room)") from None
         raise BnnError(f"TFLite cannot convert the float baseline of {model.name!r}: "
                        f"{first_line(err)}") from None
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says a file system ran out of space (Python's ``OSError`` or
+    TensorFlow's own file errors, which carry only the message)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(err) for text in (os.strerror(errno.ENOSPC),
+                                             os.strerror(errno.EDQUOT)))
 
 
 def benchmark_float_baseline(model: keras.Model, *, threads: int = 1, runs: int = 50,

@@ -10,8 +10,6 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from bnn_keras.errors import BnnError
-
 
 @dataclass
 class BenchRow:
@@ -154,6 +152,8 @@ def plot_latency_accuracy(rows: list[BenchRow], path: str | os.PathLike) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bnn_keras.io import atomic_write_bytes, figure_png
+
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^v<>p*"
     for i, threads in enumerate(sorted({r.threads for r in points})):
@@ -173,10 +173,8 @@ def plot_latency_accuracy(rows: list[BenchRow], path: str | os.PathLike) -> int:
     ax.legend()
     fig.tight_layout()
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    except OSError as err:
-        raise BnnError(f"cannot write the plot {path}: {err.strerror}") from None
+        png = figure_png(fig, dpi=120)
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, png)  # never a truncated PNG under the final name
     return len(points)

@@ -10,6 +10,10 @@ import click
 
 from bnn_keras.cli.options import trust_code_option
 
+#: The most threads a measurement may ask for (boards have 4 to 8 cores; TFLite takes
+#: the count as a C int and LCE's interpreter fails on larger ones)
+MAX_THREADS = 1024
+
 
 def _thread_list(ctx, param, value):
     try:
@@ -18,6 +22,10 @@ def _thread_list(ctx, param, value):
         raise click.BadParameter(f"expected thread counts like 1,4, got {value!r}") from None
     if not threads or min(threads) < 1:
         raise click.BadParameter(f"thread counts must be >= 1, got {value!r}")
+    if max(threads) > MAX_THREADS:
+        raise click.BadParameter(f"thread counts must be at most {MAX_THREADS}, got "
+                                 f"{max(threads)} (the interpreter would refuse the count, "
+                                 "not the model)")
     return list(dict.fromkeys(threads))
 
 
@@ -143,12 +151,20 @@ def _ssh_target(options: dict):
 def _float_baselines(model_paths: tuple[str, ...], keras_path: str | None,
                      directory: Path) -> dict[str, Path]:
     """Each model's float baseline as a ``.tflite`` in ``directory``."""
-    from bnn_keras.bench.float_baseline import float_flatbuffer
+    from bnn_keras.bench.float_baseline import disk_full, float_flatbuffer
+    from bnn_keras.errors import BnnError
 
     floats = {}
     for i, path in enumerate(model_paths):
+        flatbuffer = float_flatbuffer(_keras_beside(Path(path), keras_path))
         floats[path] = directory / f"float-{i}.tflite"
-        floats[path].write_bytes(float_flatbuffer(_keras_beside(Path(path), keras_path)))
+        try:
+            floats[path].write_bytes(flatbuffer)
+        except OSError as err:
+            why = "it is full" if disk_full(err) else err.strerror or str(err)
+            raise BnnError(f"cannot write the float baseline of {path} to the temporary "
+                           f"folder {directory}: {why} (free some space, or point TMPDIR to "
+                           "a folder with room)") from None
     return floats
 
 

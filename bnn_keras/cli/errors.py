@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import click
 
-from bnn_keras.errors import BnnError, first_line
+from bnn_keras.errors import BnnError, Terminated, first_line, interrupt_hint
 
-INTERRUPTED = ("interrupted (a training run continues with `bnn-keras train --resume`, or "
-               "`--resume-from RUN_DIR` for one folder)")
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _handle_sigterm():
+    """Make SIGTERM raise :class:`Terminated`; the previous handler (``None`` outside the
+    main thread, where Python cannot set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
+def _interrupted_message(err: KeyboardInterrupt) -> str:
+    """``interrupted`` (Ctrl-C) or ``terminated`` (SIGTERM), with what the interrupted
+    code says it left: only a training run knows whether there is a run to resume."""
+    what = "terminated" if isinstance(err, Terminated) else "interrupted"
+    hint = interrupt_hint(err)
+    return f"{what} ({hint})" if hint else what
 
 
 def run_cli(group: click.Group, args: list[str] | None = None) -> None:
@@ -25,12 +44,17 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     # help, the version and a bare `bnn-keras` (its help) answer without TensorFlow
     if argv and not {"-h", "--help", "--version"} & set(argv):
         import_tensorflow_quietly()
+    # SIGTERM stops the command as Ctrl-C does (temporary files removed, one line), not
+    # at once; the previous handler is put back for an in-process caller
+    previous = _handle_sigterm()
     try:
         group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
     except click.exceptions.Abort as err:
-        # click turns Ctrl-C into Abort: it still gets the hint
-        interrupted = isinstance(err.__cause__ or err.__context__, KeyboardInterrupt)
-        click.echo(f"error: {INTERRUPTED if interrupted else 'aborted'}", err=True)
+        # click turns Ctrl-C into Abort (after printing an empty line): it gets the message
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            _exit_interrupted(cause)
+        click.echo("error: aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
         click.echo(f"error: {err.format_message()}", err=True)
@@ -38,9 +62,8 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     except BnnError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo(f"error: {INTERRUPTED}", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        _exit_interrupted(err)
     except Exception as err:  # noqa: BLE001
         if os.environ.get("BNN_KERAS_DEBUG"):
             raise
@@ -48,3 +71,12 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
         click.echo(f"error: {type(err).__name__}: {first} "
                    "(set BNN_KERAS_DEBUG=1 for the traceback)", err=True)
         sys.exit(2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_interrupted(err: KeyboardInterrupt) -> None:
+    """One line saying the command was stopped; exit 143 for SIGTERM, 130 for Ctrl-C."""
+    click.echo(f"error: {_interrupted_message(err)}", err=True)
+    sys.exit(143 if isinstance(err, Terminated) else 130)

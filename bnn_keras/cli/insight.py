@@ -43,6 +43,10 @@ def _odd(ctx, param, value):
     return value
 
 
+#: The largest ``--span``: beyond, the perturbed weights are many times the trained ones
+#: (the papers' figures use 1) and the losses overflow.
+MAX_SPAN = 100.0
+
 #: ``--full``: the grid and subset of Li et al.'s and BNext's landscape figures
 FULL_GRID = {"points": 21, "samples": 512}
 
@@ -52,14 +56,16 @@ FULL_GRID = {"points": 21, "samples": 512}
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--points", type=click.IntRange(min=3), default=9, show_default=True,
               callback=_odd, help="Grid points per axis: odd, so the origin is on the grid.")
-@click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="The grid covers [-span, span] on both directions.")
+@click.option("--span", type=click.FloatRange(min=0, max=MAX_SPAN, min_open=True),
+              default=1.0, show_default=True,
+              help="The grid covers [-span, span] on both directions (in units of each "
+                   "filter's norm).")
 @click.option("--samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Fixed training images the loss is evaluated on.")
 @click.option("--full", is_flag=True,
               help=f"The full grid: {FULL_GRID['points']}x{FULL_GRID['points']} points on "
                    f"{FULL_GRID['samples']} images (about 22x the default's work).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--dataset", default=None, help="[default: each run's dataset]")
 def landscape(runs, points, span, samples, full, seed, dataset) -> None:
     """2-D loss landscapes around each RUN's weights (PNG contour + surface, .npz grid).
@@ -67,19 +73,17 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
     Files go to RUN/landscape/. All runs share axes and colour scale. A progress bar
     with the time left goes to stderr.
     """
-    from bnn_keras.insight.landscape import loss_landscape, plot_landscapes
+    from bnn_keras.insight.landscape import loss_landscape, write_landscapes
 
     if full:
         points, samples = FULL_GRID["points"], FULL_GRID["samples"]
     from bnn_keras.data import check_input_shape
-    from bnn_keras.insight.sources import load_split, resolve
+    from bnn_keras.insight.sources import load_split
     from bnn_keras.io import load_keras_model
 
+    sources = [_run_source(run, "RUNS") for run in runs]  # all checked before the long work
     grids, out_dirs = {}, {}
-    for run in runs:
-        source = resolve(run)
-        if source.run_dir is None:
-            raise click.BadParameter(f"{run} is not a run folder", param_hint="RUNS")
+    for source in sources:
         model = load_keras_model(source.path)
         name = source.run_dir.name
         ds = dataset or source.dataset or "digits"
@@ -91,15 +95,25 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
             grid = loss_landscape(model, x, y, points=points, span=span, seed=seed,
                                   progress=lambda done, total, bar=bar:
                                   bar.update(done - bar.pos))
-        out = source.run_dir / "landscape"
-        out.mkdir(exist_ok=True)
-        grid.save(out / "landscape.npz")
-        grids[name], out_dirs[name] = grid, str(out)
+        grids[name], out_dirs[name] = grid, source.run_dir / "landscape"
         centre = grid.loss[len(grid.alphas) // 2, len(grid.betas) // 2]
         click.echo(f"  loss at the trained weights {centre:.4f}, grid min "
                    f"{grid.loss.min():.4f}, max {grid.loss.max():.4f}, {grid.seconds:.0f} s")
-    for path in plot_landscapes(grids, out_dirs):
+    for path in write_landscapes(grids, out_dirs):  # every file or none
         click.echo(f"wrote {path}")
+
+
+def _run_source(run: str, param_hint: str):
+    """The run folder ``run`` as a :class:`~bnn_keras.insight.sources.Source`, its model
+    file checked (:func:`bnn_keras.io.check_keras_file`)."""
+    from bnn_keras.insight.sources import resolve
+    from bnn_keras.io import check_keras_file
+
+    source = resolve(run)
+    if source.run_dir is None:
+        raise click.BadParameter(f"{run} is not a run folder", param_hint=param_hint)
+    check_keras_file(source.path)
+    return source
 
 
 @click.command()
@@ -127,10 +141,8 @@ def inspect(run, samples) -> None:
     x, _, shape, _ = load_split(ds, "test", samples)
     check_input_shape(model.input_shape[1:], shape, source.run_dir.name, ds)
     stds = lib.block_activation_std(model, x)
-    out = Path(source.run_dir) / "inspect"
-    out.mkdir(exist_ok=True)
-    csv_path = lib.write_csv(rows, stds, out)
-    png = lib.plot_inspection(model, rows, stds, out, source.run_dir.name)
+    csv_path, png = lib.write_inspection(model, rows, stds, Path(source.run_dir) / "inspect",
+                                         source.run_dir.name)
     if first is None:
         click.echo("note: only one checkpoint, so no sign-flip ratios")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -19,6 +20,7 @@ from bnn_keras.training.config import (
     TrainConfig,
     check_run_name,
 )
+from bnn_keras.training.limits import check_model_options
 
 _D = TrainConfig.__dataclass_fields__
 
@@ -52,12 +54,27 @@ def _model_options(ctx, param, value):
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        options[key.strip()] = parsed if isinstance(parsed, (int, float, bool)) else raw
-    return options
+        options[key.strip()] = _option_value(raw)
+    try:
+        return check_model_options(options)  # reserved names, NaN and inf refused here
+    except BnnError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _option_value(raw: str):
+    """A number or boolean when ``raw`` reads as one in JSON (``nan`` and ``inf`` read as
+    the floats they name, so they are refused rather than kept as text), else ``raw``."""
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        parsed = raw
+    if isinstance(parsed, (int, float, bool)):
+        return parsed
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return raw if math.isfinite(number) else number
 
 
 def _run_name(ctx, param, value):
@@ -163,7 +180,7 @@ _NONNEG = click.FloatRange(min=0)
                    "MODEL-VARIANT-DATASET].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
               help="Training steps per epoch; 0 is one pass over the training split.")
-@click.option("--seed", type=int, default=None, help=_d("seed"))
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help=_d("seed"))
 @click.option("--deterministic", is_flag=True, default=None,
               help="TensorFlow op determinism: the same seed gives bit-identical weights "
                    "(on the same machine and versions). TensorFlow then runs input maps "

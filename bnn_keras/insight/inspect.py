@@ -4,6 +4,7 @@ activation scale after every residual block."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.fold import binary_conv_layers
+from bnn_keras.io import atomic_write_files, figure_png
 from bnn_keras.variables import latent_variable
 
 NEAR_ZERO = 0.1  # |w| < NEAR_ZERO * std(w): a tenth of a std away from flipping
@@ -104,24 +106,35 @@ def block_activation_std(model: keras.Model, images: np.ndarray) -> list[tuple[s
     return [(lay.name, float(np.std(o))) for lay, o in zip(adds, outputs)]
 
 
-def write_csv(rows: list[LayerStats], stds: list[tuple[str, float]], out_dir: Path) -> Path:
+def inspection_csv(rows: list[LayerStats], stds: list[tuple[str, float]]) -> bytes:
     """``inspect.csv``: one row per binary layer, then one per residual block."""
-    path = out_dir / "inspect.csv"
+    text = io.StringIO(newline="")
     fields = ["kind", *LayerStats.__dataclass_fields__, "activation_std"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"kind": "binary_layer", **asdict(row)})
-        for name, std in stds:
-            writer.writerow({"kind": "block", "layer": name, "activation_std": std})
-    return path
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({"kind": "binary_layer", **asdict(row)})
+    for name, std in stds:
+        writer.writerow({"kind": "block", "layer": name, "activation_std": std})
+    return text.getvalue().encode()
+
+
+def write_inspection(model: keras.Model, rows: list[LayerStats],
+                     stds: list[tuple[str, float]], out_dir: Path, title: str,
+                     ) -> tuple[Path, Path]:
+    """``inspect.csv`` and ``inspect.png`` in ``out_dir``, written as one set (both or
+    neither: a full disk leaves the previous pair whole); returns their paths."""
+    out_dir = Path(out_dir)
+    csv_path, png_path = out_dir / "inspect.csv", out_dir / "inspect.png"
+    atomic_write_files({csv_path: inspection_csv(rows, stds),
+                        png_path: plot_inspection(model, rows, stds, title)})
+    return csv_path, png_path
 
 
 def plot_inspection(model: keras.Model, rows: list[LayerStats],
-                    stds: list[tuple[str, float]], out_dir: Path, title: str) -> Path:
-    """A PNG grid: latent histograms per binary layer, then flips / near-zero, gains and
-    activation std per block."""
+                    stds: list[tuple[str, float]], title: str) -> bytes:
+    """A PNG (its bytes) of a grid: latent histograms per binary layer, then flips /
+    near-zero, gains and activation std per block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +173,6 @@ def plot_inspection(model: keras.Model, rows: list[LayerStats],
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = out_dir / "inspect.png"
-    fig.savefig(path)
+    png = figure_png(fig)
     plt.close(fig)
-    return path
+    return png

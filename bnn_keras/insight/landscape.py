@@ -8,14 +8,21 @@ deployed: the perturbed *latent* weights go through the layers' quantizers.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from bnn_keras.errors import BnnError
+from bnn_keras.io import atomic_write_bytes, atomic_write_files, figure_png
 from bnn_keras.variables import latent_variable
+
+#: The files :func:`write_landscapes` writes into each run's ``landscape/`` folder.
+LANDSCAPE_FILES = ("landscape.npz", "landscape_contour.png", "landscape_surface.png")
 
 
 def filter_normalized_direction(weights: list[np.ndarray], rng: np.random.Generator,
@@ -57,9 +64,16 @@ class Landscape:
     accuracy: np.ndarray
     seconds: float
 
-    def save(self, path) -> None:
-        np.savez(path, alphas=self.alphas, betas=self.betas, loss=self.loss,
+    def npz_bytes(self) -> bytes:
+        """The grid as an ``.npz`` archive (what :meth:`save` writes)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, alphas=self.alphas, betas=self.betas, loss=self.loss,
                  accuracy=self.accuracy, seconds=self.seconds)
+        return buffer.getvalue()
+
+    def save(self, path) -> None:
+        """Write the grid to ``path`` (``.npz``), atomically."""
+        atomic_write_bytes(path, self.npz_bytes())
 
 
 def loss_landscape(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
@@ -127,16 +141,47 @@ def loss_landscape(model: keras.Model, images: np.ndarray, labels: np.ndarray, *
 
 
 def plot_landscapes(grids: dict[str, Landscape], out_dirs: dict[str, str]) -> list[str]:
-    """Contour and 3-D surface PNGs per run, on shared axes and a shared colour scale."""
+    """Contour and 3-D surface PNGs per run, on shared axes and a shared colour scale,
+    written atomically (all or none)."""
+    files = {Path(out_dirs[name]) / f"landscape_{kind}.png": png
+             for name, pngs in landscape_pngs(grids).items() for kind, png in pngs.items()}
+    return [str(p) for p in atomic_write_files(files)]
+
+
+def write_landscapes(grids: dict[str, Landscape], out_dirs: dict[str, str | Path],
+                     ) -> list[Path]:
+    """Each run's grid (``landscape.npz``) and its two plots, all runs' files as one set:
+    every file is written before any replaces its old version, so a failure (a full disk)
+    leaves the previous grids and plots whole and matching. Returns the paths written."""
+    files = {}
+    for name, pngs in landscape_pngs(grids).items():
+        folder = Path(out_dirs[name])
+        files[folder / LANDSCAPE_FILES[0]] = grids[name].npz_bytes()
+        files.update({folder / f"landscape_{kind}.png": png for kind, png in pngs.items()})
+    return atomic_write_files(files)
+
+
+def _loss_range(grids: dict[str, Landscape]) -> tuple[float, float]:
+    """The shared colour scale: the smallest and largest finite loss of every grid."""
+    finite = [g.loss[np.isfinite(g.loss)] for g in grids.values()]
+    finite = [f for f in finite if f.size]
+    if not finite:
+        raise BnnError("every loss on the landscape grid is NaN or infinite: nothing to "
+                       "plot (try a smaller --span)")
+    return min(float(f.min()) for f in finite), max(float(f.max()) for f in finite)
+
+
+def landscape_pngs(grids: dict[str, Landscape]) -> dict[str, dict[str, bytes]]:
+    """Per run, its ``contour`` and ``surface`` plots as PNG bytes, on shared axes and a
+    shared colour scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lo = min(float(g.loss.min()) for g in grids.values())
-    hi = max(float(g.loss.max()) for g in grids.values())
+    lo, hi = _loss_range(grids)
     levels = np.linspace(lo, hi if hi > lo else lo + 1e-6, 30)
-    written = []
+    pngs = {}
     for name, grid in grids.items():
         a, b = np.meshgrid(grid.alphas, grid.betas, indexing="ij")
         fig, ax = plt.subplots(figsize=(5, 4.2), dpi=100)
@@ -145,20 +190,16 @@ def plot_landscapes(grids: dict[str, Landscape], out_dirs: dict[str, str]) -> li
         ax.plot([0], [0], "r*", markersize=9)
         fig.colorbar(cs, ax=ax, label="loss")
         ax.set(xlabel="direction 1", ylabel="direction 2", title=f"{name}: loss landscape")
-        path = f"{out_dirs[name]}/landscape_contour.png"
         fig.tight_layout()
-        fig.savefig(path)
+        contour = figure_png(fig)
         plt.close(fig)
-        written.append(path)
 
         fig = plt.figure(figsize=(5.5, 4.5), dpi=100)
         ax3 = fig.add_subplot(projection="3d")
         ax3.plot_surface(a, b, grid.loss, cmap="viridis", vmin=lo, vmax=hi, linewidth=0)
         ax3.set(xlabel="direction 1", ylabel="direction 2", zlabel="loss", zlim=(lo, hi),
                 title=f"{name}: loss surface")
-        path = f"{out_dirs[name]}/landscape_surface.png"
         fig.tight_layout()
-        fig.savefig(path)
+        pngs[name] = {"contour": contour, "surface": figure_png(fig)}
         plt.close(fig)
-        written.append(path)
-    return written
+    return pngs

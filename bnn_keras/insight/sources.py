@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bnn_keras.errors import BnnError
-from bnn_keras.training.run_folder import RunFolder
+from bnn_keras.training.run_folder import RunFolder, read_run_config
 
 
 @dataclass
@@ -32,10 +32,10 @@ def resolve(target: str | Path) -> Source:
             raise BnnError(f"run folder {path} has no model.keras (did the run finish?)")
         dataset = None
         if folder.config.is_file():
-            try:
-                dataset = json.loads(folder.config.read_text()).get("dataset")
-            except ValueError:
-                raise BnnError(f"{folder.config} is not valid JSON") from None
+            dataset = read_run_config(folder.config).get("dataset")
+            if dataset is not None and not isinstance(dataset, str):
+                raise BnnError(f"run config {folder.config}: dataset must be a string, got "
+                               f"{json.dumps(dataset)[:100]}")
         return Source(model, "keras", path, dataset)
     if not path.exists():
         raise BnnError(f"not found: {path}")

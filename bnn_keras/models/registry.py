@@ -70,6 +70,9 @@ def load_plugins(modules: str | None = None) -> list[str]:
         except Exception as err:  # noqa: BLE001  (any failure of the user's module)
             raise BnnError(f"cannot import model module {module!r} from ${PLUGINS_ENV}: "
                            f"{type(err).__name__}: {first_line(err)}") from None
+        except SystemExit as err:  # it would end the command without a word
+            raise BnnError(f"model module {module!r} from ${PLUGINS_ENV} called "
+                           f"sys.exit({err.code!r}) while being imported") from None
         loaded.append(module)
     return loaded
 
@@ -134,5 +137,7 @@ def create(
     try:
         return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
                              **kwargs)
-    except TypeError as err:
-        raise BnnError(f"bad option for model {name!r}: {err}") from None
+    except (TypeError, ValueError, OverflowError) as err:
+        if not kwargs and not isinstance(err, TypeError):
+            raise  # no option given: not the user's input
+        raise BnnError(f"bad option for model {name!r}: {first_line(err)}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.io import atomic_write_text
 from bnn_keras.training.checkpoints import EpochCheckpoint, kept_checkpoint_note
 
@@ -79,15 +79,8 @@ class HistoryLog(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(history_csv)
 
-    def _rows(self) -> dict[int, dict]:
-        if not self.path.exists():
-            return {}
-        with self.path.open(newline="") as f:
-            return {int(r["epoch"]): r for r in csv.DictReader(f)
-                    if (r.get("epoch") or "").strip().isdigit()}
-
     def on_epoch_end(self, epoch, logs=None):
-        rows = self._rows()
+        rows = read_history(self.path)
         rows[epoch] = {"epoch": epoch, **{k: _csv_value(v) for k, v in (logs or {}).items()}}
         keys = sorted({k for r in rows.values() for k in r} - {"epoch"})
         out = io.StringIO()
@@ -95,6 +88,30 @@ class HistoryLog(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(rows[e] for e in sorted(rows))
         atomic_write_text(self.path, out.getvalue())
+
+
+def read_history(path: str | Path) -> dict[int, dict]:
+    """The rows of ``history.csv`` by epoch (none when there is no file).
+
+    A file that cannot be read or decoded is a one-line :class:`BnnError` naming it; a
+    resumed run calls this before it trains, so that no epoch is trained only to fail at
+    its end.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, csv.Error) as err:  # ValueError: UnicodeDecodeError
+        raise BnnError(f"cannot read {path}: {first_line(err)} (it holds the per-epoch "
+                       "figures; repair or remove it to continue)") from None
+    epochs = {}
+    for row in rows:
+        epoch = (row.get("epoch") or "").strip()
+        if epoch.isascii() and epoch.isdigit():  # extra fields (key None) are dropped
+            epochs[int(epoch)] = {k: v for k, v in row.items() if k is not None}
+    return epochs
 
 
 def _csv_value(value):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -10,6 +9,12 @@ from pathlib import Path
 
 from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
 from bnn_keras.errors import BnnError
+from bnn_keras.training.limits import (
+    check_int_limits,
+    check_model_options,
+    shorten,
+    shown_json,
+)
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
@@ -148,6 +153,7 @@ class TrainConfig:
                            f"{MIN_EVAL_BATCH}), got {self.eval_batch_size}")
         if self.steps_per_epoch < 0:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
+        check_int_limits(self)
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
                               ("strategy", STRATEGIES), ("precision", PRECISIONS),
@@ -180,8 +186,8 @@ class TrainConfig:
                 isinstance(k, str) and isinstance(v, (str, int, float, bool))
                 for k, v in self.model_options.items()):
             raise BnnError(f"model_options must map option names to strings, numbers or "
-                           f"booleans, got {self.model_options!r}")
-        self.model_options = dict(self.model_options)
+                           f"booleans, got {shorten(self.model_options)}")
+        self.model_options = check_model_options(self.model_options)
         self.init_skip = list(self.init_skip)
         self.assistants = list(self.assistants)
         self.assistant_epochs = [int(e) for e in self.assistant_epochs]
@@ -214,10 +220,17 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """The config stored in a run's ``config.json``; anything wrong with it (not
+        readable, not a JSON object, a value of the wrong type or out of range) is a
+        one-line :class:`BnnError` naming the file."""
+        from bnn_keras.training.run_folder import read_run_config
+
+        data = read_run_config(path)
+        check_value_types(data, f"run config {path}")
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise BnnError(f"cannot read run config {path}: {err}") from None
+            return cls.from_dict(data)
+        except BnnError as err:
+            raise BnnError(f"run config {path}: {err}") from None
 
 
 def check_run_name(name: str) -> str:
@@ -255,7 +268,7 @@ def check_value_types(values: dict, where: str) -> None:
         kind = hints.get(key)
         if kind is not None and not _has_type(value, kind):
             raise BnnError(f"{where}: {key} must be {_TYPE_NAMES.get(kind, kind)}, got "
-                           f"{json.dumps(value)}")
+                           f"{shown_json(value)}")
 
 
 def default_run_name(model: str, variant: str, dataset: str, stage: int = 0) -> str:

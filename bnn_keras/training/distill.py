@@ -158,6 +158,27 @@ def is_model_file_spec(spec: str) -> bool:
     return not spec.startswith(PRETRAINED_PREFIXES)
 
 
+def pretrained_builder(spec: str):
+    """The function building the pretrained teacher ``keras:NAME`` or ``larq_zoo:NAME``;
+    a one-line :class:`BnnError` unless NAME is a public model builder there (not a
+    module, not ``__name__`` or any other attribute)."""
+    import inspect
+
+    prefix, _, name = spec.partition(":")
+    if prefix == "keras":
+        namespaces, where = [keras.applications], f"tf.keras.applications.{name}"
+    else:
+        import larq_zoo as lqz
+
+        namespaces, where = [lqz.sota, lqz.literature], "larq_zoo.sota or larq_zoo.literature"
+    if name.isidentifier() and not name.startswith("_"):
+        for namespace in namespaces:
+            builder = getattr(namespace, name, None)
+            if inspect.isfunction(builder) or inspect.isclass(builder):
+                return builder
+    raise BnnError(f"unknown teacher {spec!r}: no model builder {where}")
+
+
 def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
                  mean: Sequence[float] = (), std: Sequence[float] = ()) -> keras.Model:
     """A frozen teacher that maps the student's inputs to ``num_classes`` logits.
@@ -184,10 +205,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
     preprocess = None
     probabilities = False
     if spec.startswith("keras:"):
-        name = spec[len("keras:"):]
-        builder = getattr(keras.applications, name, None)
-        if builder is None:
-            raise BnnError(f"unknown teacher {spec!r}: no tf.keras.applications.{name}")
+        builder = pretrained_builder(spec)
         module = _applications_module(builder)
         try:
             model = builder(weights="imagenet")
@@ -200,11 +218,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
     elif spec.startswith("larq_zoo:"):
         import larq_zoo as lqz
 
-        name = spec[len("larq_zoo:"):]
-        builder = getattr(lqz.sota, name, None) or getattr(lqz.literature, name, None)
-        if builder is None:
-            raise BnnError(f"unknown teacher {spec!r}: not in larq_zoo.sota or "
-                           "larq_zoo.literature")
+        builder = pretrained_builder(spec)
         try:
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001

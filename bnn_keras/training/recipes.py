@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bnn_keras.errors import BnnError
+from bnn_keras.errors import BnnError, first_line
 from bnn_keras.training.config import TrainConfig, check_value_types
 
 META_KEYS = ("description", "reference", "paper", "notes", "teacher_note")
@@ -34,11 +34,13 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except OSError as err:
         raise BnnError(f"cannot read recipe {path}: {err.strerror or err}") from None
-    except ValueError as err:
-        raise BnnError(f"recipe {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise BnnError(f"recipe {path} is nested too deeply") from None
+    except ValueError as err:  # UnicodeDecodeError too
+        raise BnnError(f"recipe {path} is not valid JSON: {first_line(err)}") from None
     if not isinstance(data, dict):
         raise BnnError(f"recipe {path} must be a JSON object")
     unknown = set(data) - {"config", "stages", *META_KEYS}

@@ -107,15 +107,24 @@ def newest_run_with_checkpoint(output: str | Path, name: str) -> Path:
     """The most recently modified run folder ``name`` or ``name-N`` that holds a checkpoint
     (folders of runs that stopped before their first checkpoint are passed over)."""
     root = Path(output)
-    runs = [p for p in root.glob(f"{name}*")
-            if p.is_dir() and (p / CONFIG_FILE).exists()
-            and (p.name == name or p.name[len(name):].lstrip("-").isdigit())]
+    entries = list(root.iterdir()) if root.is_dir() else []
+    runs = [p for p in entries if is_run_of(p.name, name) and (p / CONFIG_FILE).is_file()]
     with_checkpoint = [p for p in runs if has_checkpoint(p)]
     if not with_checkpoint:
         held = f" ({', '.join(sorted(p.name for p in runs))} have none)" if runs else ""
         raise BnnError(f"nothing to resume: no run folder {root / name}[-N] with a checkpoint"
                        f"{held}; use --resume-from RUN_DIR to restart one in place")
     return max(with_checkpoint, key=_last_change)
+
+
+def is_run_of(folder_name: str, name: str) -> bool:
+    """Whether ``folder_name`` is ``name`` or ``name-N`` (N digits): ``exp12`` is not a run
+    of ``exp1``. A plain comparison, so names holding glob characters (``[x]``) match
+    themselves only."""
+    if folder_name == name:
+        return True
+    suffix = folder_name[len(name) + 1:]
+    return folder_name.startswith(f"{name}-") and suffix.isascii() and suffix.isdigit()
 
 
 def check_run_folder(run_dir: str | Path) -> Path:

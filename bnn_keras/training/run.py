@@ -24,10 +24,15 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.io import atomic_write_json
+from bnn_keras.training.callbacks import read_history
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import resolve_precision
-from bnn_keras.training.resume import check_run_folder, newest_run_with_checkpoint
-from bnn_keras.training.run_folder import RunFolder, model_file, next_run_dir
+from bnn_keras.training.resume import (
+    check_run_folder,
+    has_checkpoint,
+    newest_run_with_checkpoint,
+)
+from bnn_keras.training.run_folder import RunFolder, claim_run_dir, model_file, next_run_dir
 
 __all__ = ["RunResult", "last_checkpoint_prefix", "latest_run_dir", "next_run_dir", "seeded",
            "train"]
@@ -91,8 +96,8 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     global batch. A multi-worker run lives in ``output/name`` (a folder every worker can
     read) and, like Keras's ``BackupAndRestore``, continues from its checkpoints when they
     exist: restart every worker with the same command after a crash. Only the chief
-    writes the run folder. A fresh run that fails before training starts (data, network,
-    teacher) leaves no folder behind.
+    writes the run folder. A fresh run that fails or is stopped (Ctrl-C, SIGTERM) before
+    its first epoch ends leaves no folder behind (see :func:`_after_stop`).
     """
     from bnn_keras.training import run_steps
     from bnn_keras.training.distribute import is_chief, make_strategy
@@ -102,8 +107,9 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     chief, multiworker = is_chief(), config.strategy == "multiworker"
     _check_model_files(config, resume=bool(resume or resume_from))
     folder, resume, why = _choose_folder(config, resume, resume_from, multiworker)
-    if resume:
+    if resume:  # what the resumed run reads, checked before it trains
         config = _stored_config(folder, config)
+        read_history(folder.history)
     else:
         config.precision = resolve_precision(config.precision)  # stored resolved
     replicas = strategy.num_replicas_in_sync
@@ -111,27 +117,63 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
         raise BnnError(f"the global batch {config.batch_size} does not split evenly over "
                        f"{replicas} replicas; pick a multiple of {replicas}")
     fresh = chief and not resume and not multiworker
-    if chief:
+    if fresh:  # taken exclusively: a run started at the same instant gets another name
+        folder = RunFolder(claim_run_dir(config.output, config.name))
+    elif chief:
         folder.path.mkdir(parents=True, exist_ok=True)
+    if chief:
         atomic_write_json(folder.config, config.to_dict())
-    with seeded(config):
-        try:
+    building = True
+    try:
+        with seeded(config):
             setup = run_steps.build(config, strategy, folder, resume=resume, chief=chief,
                                     why=why)
-        except BaseException:
-            if fresh:
-                shutil.rmtree(folder.path, ignore_errors=True)  # nothing trained: no run
+            building = False
+            fitted = run_steps.fit(config, setup, folder, chief=chief, verbose=verbose)
+            metrics = run_steps.finish(config, setup, fitted, folder, chief=chief,
+                                       export=export)
+    except BaseException as err:
+        replacement = _after_stop(err, config, folder, fresh=fresh, building=building)
+        if replacement is None:
             raise
-        fitted = run_steps.fit(config, setup, folder, chief=chief, verbose=verbose)
-        metrics = run_steps.finish(config, setup, fitted, folder, chief=chief, export=export)
+        raise replacement from None
     return RunResult(folder.path, metrics)
+
+
+def _after_stop(err: BaseException, config: TrainConfig, folder: RunFolder, *, fresh: bool,
+                building: bool) -> BaseException | None:
+    """Clean up after a run stopped by ``err`` and say what it left; returns the error to
+    raise instead of ``err``, if any.
+
+    A fresh run that stopped before any epoch finished leaves no folder (a config alone
+    is no run to resume), except after a :class:`BnnError` raised while training, whose
+    message describes the folder (a first epoch that diverged). An interrupt gets a hint
+    (``err.hint``): the folder removed, or how to continue the run. TensorFlow running
+    out of memory becomes a one-line error naming the batch size.
+    """
+    removed = (fresh and (building or not isinstance(err, BnnError))
+               and not folder.history.exists() and not has_checkpoint(folder.path))
+    if removed:
+        shutil.rmtree(folder.path, ignore_errors=True)
+    if isinstance(err, KeyboardInterrupt):
+        if removed:
+            err.hint = f"no epoch had finished, so the run folder {folder.path} was removed"
+        elif config.strategy == "multiworker":
+            err.hint = "start every worker again with the same command to continue the run"
+        else:
+            err.hint = f"continue the run with `bnn-keras train --resume-from {folder.path}`"
+    elif isinstance(err, tf.errors.ResourceExhaustedError):
+        gone = "; no epoch had finished, so the run folder was removed" if removed else ""
+        return BnnError(f"TensorFlow ran out of memory training at batch size "
+                        f"{config.batch_size} (try a smaller --batch-size){gone}")
+    return None
 
 
 def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
     """The model files the run loads (``init_from``, unless resuming, and the teachers),
     checked before any folder is made (:func:`bnn_keras.io.check_keras_file`)."""
     from bnn_keras.io import check_keras_file
-    from bnn_keras.training.distill import is_model_file_spec
+    from bnn_keras.training.distill import is_model_file_spec, pretrained_builder
     from bnn_keras.training.two_step import resolve_source
 
     if config.init_from and not resume:
@@ -139,6 +181,8 @@ def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
     for spec in (config.teacher, *config.assistants):
         if spec and is_model_file_spec(spec):
             check_keras_file(model_file(spec))
+        elif spec:
+            pretrained_builder(spec)  # the name only: the weights load with the run
 
 
 def _choose_folder(config: TrainConfig, resume: bool, resume_from, multiworker: bool,

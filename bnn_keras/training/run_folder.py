@@ -23,9 +23,12 @@ Nothing here imports TensorFlow, so commands that only look at run folders stay 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from bnn_keras.errors import BnnError, first_line
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -96,6 +99,25 @@ class RunFolder:
         return self.path / "export.json"
 
 
+def read_run_config(path: str | os.PathLike) -> dict:
+    """The JSON object in a run's ``config.json``; a file that cannot be read, is not
+    JSON or holds something else than an object is a one-line :class:`BnnError` naming
+    it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as err:
+        raise BnnError(f"cannot read run config {path}: {err.strerror or err}") from None
+    except RecursionError:
+        raise BnnError(f"run config {path} is nested too deeply") from None
+    except ValueError as err:  # UnicodeDecodeError too
+        raise BnnError(f"run config {path} is not valid JSON: {first_line(err)}") from None
+    if not isinstance(data, dict):
+        raise BnnError(f"run config {path} must be a JSON object, got "
+                       f"{type(data).__name__}")
+    return data
+
+
 def model_file(source: str | os.PathLike) -> Path:
     """The ``.keras`` file ``source`` names: a run folder's ``model.keras``, or ``source``
     itself when it is not a folder.
@@ -118,3 +140,22 @@ def next_run_dir(output: str | os.PathLike, name: str) -> Path:
     while (base.parent / f"{name}-{i}").exists():
         i += 1
     return base.parent / f"{name}-{i}"
+
+
+def claim_run_dir(output: str | os.PathLike, name: str) -> Path:
+    """Create ``output/name`` or the first free ``name-N`` and return it.
+
+    Each name is taken with an exclusive ``mkdir``: of two runs started at the same instant,
+    which both saw the same name free, one gets it and the other the next name, never the
+    same folder.
+    """
+    root = Path(output)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, i = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            i += 1
+            candidate = root / f"{name}-{i}"

@@ -24,6 +24,7 @@ from bnn_keras.io import atomic_write_json, save_keras_atomic
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
 from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
+from bnn_keras.training.limits import check_batch_fits
 from bnn_keras.training.precision import float32_model, precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
 from bnn_keras.training.run_folder import RunFolder
@@ -62,6 +63,7 @@ def build(config: TrainConfig, strategy: tf.distribute.Strategy, folder: RunFold
     from bnn_keras.training.distribute import with_sync_batch_norm
 
     dataset = load_data(config)
+    check_batch_fits(config, dataset.train_size)
     train_data, steps_per_epoch = _train_stream(config, dataset)
     with strategy.scope(), precision_policy(config.precision):
         # --init-from fills a network that no checkpoint will: a fresh run, or a resumed

@@ -1,0 +1,78 @@
+"""The limits of a run's settings: integer ranges and model options (see
+:class:`bnn_keras.training.config.TrainConfig`). A value outside is a one-line
+:class:`~bnn_keras.errors.BnnError`, not an overflow deep in TensorFlow or NumPy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from bnn_keras.errors import BnnError
+
+if TYPE_CHECKING:
+    from bnn_keras.training.config import TrainConfig
+
+MAX_BATCH = 65536  # 16x the largest global batch of the reproduced papers (4096)
+#: the range of each integer setting: a value outside is a one-line error, not an
+#: overflow deep in TensorFlow (a 10**23 batch) or NumPy (a negative seed)
+INT_LIMITS = {"epochs": (1, 100_000), "batch_size": (1, MAX_BATCH),
+              "eval_batch_size": (0, MAX_BATCH), "seed": (0, 2**32 - 1),
+              "steps_per_epoch": (0, 10**9), "image_size": (0, 4096),
+              "warmup_epochs": (0, 100_000), "randaugment_layers": (0, 32)}
+
+
+def check_int_limits(config: TrainConfig) -> None:
+    """A one-line :class:`BnnError` for the first integer setting outside its
+    :data:`INT_LIMITS` (the assistants' first epochs: within the run's epochs)."""
+    limits = {**INT_LIMITS, **{f"assistant_epochs[{i}]": (0, config.epochs)
+                               for i in range(len(config.assistant_epochs))}}
+    values = {name: getattr(config, name) for name in INT_LIMITS}
+    values.update({f"assistant_epochs[{i}]": e for i, e in enumerate(config.assistant_epochs)})
+    for name, value in values.items():
+        low, high = limits[name]
+        if isinstance(value, (int, float)) and not low <= value <= high:
+            raise BnnError(f"{name} must be from {low} to {high}, got {shorten(value)}")
+
+
+def check_batch_fits(config: TrainConfig, train_size: int) -> None:
+    """A one-line :class:`BnnError` when the batch is larger than the training split."""
+    if config.batch_size > train_size:
+        raise BnnError(f"the batch size {config.batch_size} is larger than the training split "
+                       f"of {config.dataset} ({train_size} images): pick at most {train_size}")
+
+
+#: :func:`bnn_keras.models.create`'s own arguments, which no model option may set
+RESERVED_MODEL_OPTIONS = ("name", "variant", "num_classes", "input_shape")
+
+
+def check_model_options(options: dict) -> dict:
+    """``options`` (architecture options for :func:`bnn_keras.models.create`) if none
+    sets one of its own arguments (:data:`RESERVED_MODEL_OPTIONS`) and every number is
+    finite (an integer within float range); else a one-line :class:`BnnError`."""
+    for key, value in options.items():
+        if key in RESERVED_MODEL_OPTIONS:
+            raise BnnError(f"model option {key!r} is not an architecture option: the model "
+                           "is chosen with --model and --variant, its classes and input "
+                           "shape come from the dataset")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and not abs(value) <= sys.float_info.max:  # NaN, inf, a 10**400 int
+            raise BnnError(f"model option {key} must be a finite number, got "
+                           f"{shorten(value)}")
+    return dict(options)
+
+
+def shown_json(value, limit: int = 100) -> str:
+    """``value`` (from JSON) as JSON for a message, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except ValueError:  # an integer of over 4300 digits
+        return "a huge integer"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def shorten(value, limit: int = 100) -> str:
+    """``value`` for a message, cut to ``limit`` characters (a 10**100000 stays short)."""
+    huge = isinstance(value, int) and abs(value) >= 10**limit  # repr fails past 4300 digits
+    text = "a huge integer" if huge else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
