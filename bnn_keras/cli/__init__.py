@@ -14,6 +14,7 @@ from bnn_keras.cli.export import export
 from bnn_keras.cli.import_ import import_command
 from bnn_keras.cli.insight import eval_command, inspect, landscape
 from bnn_keras.cli.models import models
+from bnn_keras.cli.tf_logs import native_log_filter
 from bnn_keras.cli.train import train
 
 
@@ -36,5 +37,6 @@ for command in (train, import_command, export, bench, models, eval_command, land
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    run_cli(cli, args)
+    """Console-script entry point (TensorFlow's C++ info and warning lines dropped)."""
+    with native_log_filter():
+        run_cli(cli, args)
