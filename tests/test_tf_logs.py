@@ -72,3 +72,12 @@ def test_train_prints_no_tensorflow_line(tmp_path, debug):
         assert any(b"Compiled cluster using XLA" in line for line in logged), out.stderr
     else:
         assert logged == [], out.stderr.decode()[-2000:]
+
+
+def test_help_with_plugins_prints_no_tensorflow_line():
+    """Plugin models need TensorFlow even for --help: it is imported quietly too."""
+    out = subprocess.run([sys.executable, "-m", "bnn_keras", "eval", "--help"],
+                         env=_env(BNN_KERAS_MODELS="tests.tiny_models"), capture_output=True,
+                         timeout=300)
+    assert out.returncode == 0 and b"Usage: bnn-keras eval" in out.stdout, out.stderr
+    assert out.stderr == b"", out.stderr.decode()[-2000:]
