@@ -1,12 +1,9 @@
-"""`bnn-keras bench --ssh` against a real sshd started on 127.0.0.1 by this module.
+"""`bnn-keras bench --ssh` against a real sshd started on 127.0.0.1 (tests/ssh_board.py).
 
-The "board" is this machine: a throw-away sshd on a free port with a temporary host key,
-authorized_keys and a generated client key; a stand-in for lce_benchmark_model that
-prints the documented output; and deploy/lce_bench_runner.py on this Python.
+The "board" is this machine: a throw-away sshd, a stand-in for lce_benchmark_model that
+prints the documented output, and deploy/lce_bench_runner.py on this Python.
 """
 
-import contextlib
-import getpass
 import json
 import os
 import shutil
@@ -17,161 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
+from tests import ssh_board
+from tests.ssh_board import free_port, stand_in
 from tests.test_cli import assert_one_line_error, run_main
 
-SSHD = shutil.which("sshd") or next(
-    (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None)
-SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
-                                "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server")
-                    if os.access(p, os.X_OK)), None)
-
-pytestmark = [pytest.mark.skipif(
-    SSHD is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None,
-    reason="needs the OpenSSH server and client (apt-get install openssh-server "
-           "openssh-client; .ci/run installs them)"),
-    pytest.mark.xdist_group("deploy_ssh")]  # one sshd per test worker
-
-STAND_IN = r"""#!/bin/sh
-# Stand-in for lce_benchmark_model: checks --graph and prints the documented output.
-graph=""; threads=1; xnnpack=false
-for arg in "$@"; do
-  case "$arg" in
-    --graph=*) graph="${arg#--graph=}" ;;
-    --num_threads=*) threads="${arg#--num_threads=}" ;;
-    --use_xnnpack=*) xnnpack="${arg#--use_xnnpack=}" ;;
-  esac
-done
-printf '%s\n' "$*" >> "$(dirname "$0")/calls.log"
-if [ ! -f "$graph" ]; then
-  echo "ERROR: Could not open '$graph'."
-  echo "ERROR: Benchmarking failed."
-  exit 1
-fi
-avg=$((80000 / threads))
-cat <<EOF
-INFO: STARTING!
-INFO: Log parameter values verbosely: [0]
-INFO: Num threads: [$threads]
-INFO: Graph: [$graph]
-INFO: #threads used for CPU inference: [$threads]
-INFO: Loaded model $graph
-INFO: The input model file size (MB): 3.19
-INFO: Initialized session in 14.513ms.
-INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
-INFO: count=7 first=95000 curr=$avg min=$avg max=95000 avg=8.5e+04 std=5000
-
-INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
-INFO: count=50 first=$avg curr=$avg min=$((avg - 1000)) max=$((avg + 3000)) avg=$avg std=600
-
-INFO: Inference timings in us: Init: 14513, First inference: 95000, Warmup (avg): 8.5e+04, Inference (avg): $avg
-INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
-INFO: Peak memory footprint (MB): init=2.5 overall=9.5
-EOF
-"""  # noqa: E501
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _sshd(root: Path, sftp: bool = True):
-    """A running sshd on 127.0.0.1 (with the sftp subsystem or without, as some boards'
-    dropbear or minimal OpenSSH are); yields the CLI options that reach it."""
-    if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
-        try:  # sshd as root insists on its privilege-separation directory
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-        except OSError as err:
-            pytest.skip(f"sshd needs /run/sshd, which cannot be created: {err}")
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
-                        "-f", str(root / name)], check=True)
-    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
-    port = _free_port()
-    config = root / "sshd_config"
-    lines = [f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {root / 'host_key'}",
-             f"PidFile {root / 'sshd.pid'}", f"AuthorizedKeysFile {root / 'authorized_keys'}",
-             "PubkeyAuthentication yes", "PasswordAuthentication no",
-             "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-             "PermitRootLogin prohibit-password", "MaxStartups 50"]
-    if sftp and SFTP_SERVER:
-        lines.append(f"Subsystem sftp {SFTP_SERVER}")
-    config.write_text("\n".join(lines) + "\n")
-    log = open(root / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    known_hosts = root / "known_hosts"
-    options = ["--ssh", f"{getpass.getuser()}@127.0.0.1", "--port", str(port),
-               "--identity", str(root / "client_key"), "--known-hosts", str(known_hosts),
-               "--connect-timeout", "5"]
-    try:
-        deadline = time.time() + 20
-        while True:
-            probe = subprocess.run(
-                ["ssh", "-p", str(port), "-i", str(root / "client_key"), "-o", "BatchMode=yes",
-                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                 "-o", "LogLevel=ERROR", "--", f"{getpass.getuser()}@127.0.0.1", "true"],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
-            if probe.returncode == 0:
-                break
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                pytest.fail(f"sshd did not come up: {(root / 'sshd.log').read_text()[-800:]}"
-                            f"{probe.stderr.decode()[-400:]}")
-            time.sleep(0.2)
-        yield {"options": options, "root": root, "known_hosts": known_hosts}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    """A running sshd; yields the CLI options that reach it."""
-    with _sshd(tmp_path_factory.mktemp("sshd")) as options:
-        yield options
-
-
-@pytest.fixture(scope="module")
-def board_without_sftp(tmp_path_factory):
-    """A running sshd with no sftp subsystem (scp's default protocol since OpenSSH 9.0)."""
-    with _sshd(tmp_path_factory.mktemp("sshd-nosftp"), sftp=False) as options:
-        yield options
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A 3-layer larq model (.keras) and its LCE flatbuffer (.tflite)."""
-    import larq as lq
-    import tf_keras as keras
-
-    from bnn_keras.export import convert
-
-    root = tmp_path_factory.mktemp("tiny")
-    x = keras.Input((16, 16, 3))
-    y = keras.layers.Conv2D(8, 3, padding="same")(x)
-    y = lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
-                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(y)
-    y = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(y))
-    model = keras.Model(x, y)
-    model.save(root / "tiny.keras")
-    (root / "tiny.tflite").write_bytes(convert(model))
-    return root / "tiny.keras", root / "tiny.tflite"
-
-
-
-
-def _stand_in(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    tool = directory / "lce_benchmark_model"
-    tool.write_text(STAND_IN)
-    tool.chmod(0o755)
-    return tool
+pytestmark = ssh_board.REQUIRES_SSH
+board, board_without_sftp, tiny = ssh_board.board, ssh_board.board_without_sftp, ssh_board.tiny
 
 
 def test_stand_in_binary_end_to_end(board, tiny, tmp_path, capsys):
@@ -179,7 +27,7 @@ def test_stand_in_binary_end_to_end(board, tiny, tmp_path, capsys):
     path: every figure arrives, nothing is injected, the scratch directory is removed."""
     marker = f"bnn_injected_{uuid.uuid4().hex[:8]}"
     hostile = f"we ird $(cd; touch {marker}) ; touch {marker}; `touch {marker}` 'q\""
-    tool = _stand_in(tmp_path / f"board tools {hostile}")
+    tool = stand_in(tmp_path / f"board tools {hostile}")
     model_dir = tmp_path / hostile
     model_dir.mkdir()
     second = model_dir / f"a;b $(touch {marker})'.tflite"
@@ -261,7 +109,7 @@ def test_board_without_benchmark_tool(board, tiny, tmp_path, capsys):
     for where in (Path.home(), Path.cwd(), tmp_path):
         assert not (where / marker).exists()
     # a tool that is there but fails: its ERROR line comes through
-    tool = _stand_in(tmp_path / "bin")
+    tool = stand_in(tmp_path / "bin")
     (tool.parent / "lce_benchmark_model").write_text(
         "#!/bin/sh\necho 'ERROR: Failed to allocate tensors!'\nexit 1\n")
     code, _, err = run_main(["bench", tiny[1], *board["options"], "--binary", tool], capsys)
@@ -280,7 +128,7 @@ def test_unreachable_host_is_bounded(tiny, tmp_path, capsys):
     # nothing listens
     start = time.time()
     code, _, err = run_main(["bench", tiny[1], "--ssh", "nobody@127.0.0.1",
-                             "--port", _free_port(), *common], capsys)
+                             "--port", free_port(), *common], capsys)
     assert_one_line_error(code, err, "cannot reach nobody@127.0.0.1")
     # something listens but never speaks SSH: the connect timeout bounds the wait
     with socket.socket() as silent:
@@ -315,7 +163,7 @@ def test_bad_files_fail_before_connecting(tiny, tmp_path, capsys):
 
 
 def test_copy_to_a_board_without_sftp(board_without_sftp, tiny, tmp_path, capsys):
-    tool = _stand_in(tmp_path / "bin")
+    tool = stand_in(tmp_path / "bin")
     code, out, err = run_main(["bench", tiny[1], *board_without_sftp["options"], "--binary",
                                tool, "--json"], capsys)
     assert code == 0, err
@@ -358,3 +206,48 @@ def test_timeout_kills_the_remote_command(board, tiny, tmp_path, capsys):
                 os.kill(int(pid), 9)
             except OSError:
                 pass
+
+
+def test_profile_on_the_board(board, tiny, tmp_path, capsys):
+    """--profile runs the tool with --enable_op_profiling=true and prints its op profile
+    per op type and per layer, two flatbuffers side by side, with MACs from the file."""
+    tool = stand_in(tmp_path / "bin")
+    second = tmp_path / "tiny_int8.tflite"
+    shutil.copy(tiny[1], second)
+    plot = tmp_path / "plots" / "profile.png"
+    code, out, err = run_main(["bench", tiny[1], second, *board["options"], "--binary", tool,
+                               "--profile", "--plot", plot], capsys)
+    assert code == 0, err
+    calls = (tool.parent / "calls.log").read_text().splitlines()
+    assert len(calls) == 2 and all("--enable_op_profiling=true" in c for c in calls)
+    assert f"A = {tiny[1]}, 1 thread(s): lce_benchmark_model" in out
+    assert f"B = {second}, 1 thread(s)" in out and "profiled ops 1.708 ms" in out
+    by_type = out.split("time per op type:")[1].split("time per layer")[0].splitlines()
+    bconv = next(line.split() for line in by_type if line.startswith("LceBconv2d"))
+    assert bconv == ["LceBconv2d", "1", "1.204", "70.5%", "0.15", "1", "1.204", "70.5%", "0.15"]
+    total = next(line.split() for line in by_type if line.startswith("total"))
+    assert total[:4] == ["total", "5", "1.708", "100.0%"]
+    layers = out.split("time per layer")[1].splitlines()[3:]
+    assert layers[0].split()[:4] == ["quant_conv2d", "LceBconv2d", "1.204", "0.15"]
+    assert plot.stat().st_size > 1000 and os.listdir(plot.parent) == ["profile.png"]
+
+    code, out, err = run_main(["bench", tiny[1], *board["options"], "--binary", tool,
+                               "--profile", "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["runs"][0]["avg_ms"] == 80.0
+    (profile,) = data["profiles"]
+    assert [n["op_type"] for n in profile["nodes"]] == [
+        "CONV_2D", "LceQuantize", "LceBconv2d", "MEAN", "FULLY_CONNECTED"]
+    conv = profile["nodes"][0]
+    assert conv["avg_ms"] == 0.412 and conv["index"] == 0 and conv["layer"] == "conv2d"
+    assert conv["macs"] == 16 * 16 * 8 * 3 * 3 * 3
+    assert profile["nodes"][2]["macs"] == 16 * 16 * 8 * 3 * 3 * 8  # binary MACs
+    assert profile["total_ms"] == 1.708 and profile["threads"] == 1
+
+    # the board's Python runner cannot profile: op counts and MACs, and why
+    code, out, err = run_main(["bench", tiny[1], *board["options"], "--python", sys.executable,
+                               "--runs", "2", "--warmup", "1", "--profile"], capsys)
+    assert code == 0, err
+    assert "python-runner" in out and "no per-op times: the board has no lce_benchmark_model" in out
+    assert "op counts and MACs per op type:" in out

@@ -112,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--use_indirect_bgemm", type=_bool, default=False)
     p.add_argument("--use_reference_bconv", type=_bool, default=False)
     p.add_argument("--use_xnnpack", type=_bool, default=False)
+    p.add_argument("--enable_op_profiling", type=_bool, default=False,
+                   help="accepted; LCE's Python Interpreter has no profiler, so no op profile")
     return p.parse_args(argv)
 
 
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"Use indirect BGEMM: [{int(args.use_indirect_bgemm)}]")
     _log(f"Use xnnpack: [{int(args.use_xnnpack)}]")
     _log("Runner: [bnn-keras lce_bench_runner.py, LCE Python interpreter]")
+    if args.enable_op_profiling:
+        _log("Op profiling: not available (LCE's Python Interpreter has no profiler)")
     if args.num_threads < 1 or args.num_runs < 1 or args.warmup_runs < 0:
         print("ERROR: num_threads and num_runs must be >= 1, warmup_runs >= 0", flush=True)
         return 1

@@ -37,6 +37,8 @@ _DELTA = re.compile(r"Memory footprint delta from the start of the tool \(MB\):"
 _PEAK_NEW = re.compile(r"Overall peak memory footprint \(MB\)[^:]*:\s*(\S+)")
 _THREADS = re.compile(r"^Num threads:\s*\[(\d+)\]")
 _ERROR = re.compile(r"^\s*(?:ERROR\s*:|E\s)\s*(.*)$")
+# the op profile's own totals (with --enable_op_profiling), not the benchmark's runs
+_PROFILE_TOTALS = ("Timings (microseconds):", "Memory (bytes):")
 _REQUIRED = ("count", "first", "curr", "min", "max", "avg", "std")
 
 
@@ -74,7 +76,8 @@ def _number(text: str, what: str) -> float:
     return float(text)
 
 
-def _strip(line: str) -> str:
+def strip_log_prefix(line: str) -> str:
+    """``line`` without its line end, blanks and ``INFO:``-style level prefix."""
     return _PREFIX.sub("", line.rstrip("\r\n"), count=1).strip()
 
 
@@ -95,8 +98,9 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     garbled, or reports an error instead of timings.
     """
     raw_lines = text.splitlines(keepends=True)
-    lines = [_strip(line) for line in raw_lines]
-    counts = [_count_line(line) for line in lines if _COUNT.search(line)]
+    lines = [strip_log_prefix(line) for line in raw_lines]
+    counts = [_count_line(line) for line in lines
+              if _COUNT.search(line) and not line.startswith(_PROFILE_TOTALS)]
     timings = None
     memory: dict[str, float] = {}
     threads = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
+from bnn_keras.bench.profile import OpProfile, parse_op_profile
 from bnn_keras.bench.spec import BenchSpec
 from bnn_keras.bench.ssh import RemoteSession, SshTarget, last_line
 from bnn_keras.errors import BnnError
@@ -60,6 +61,8 @@ class RemoteRun:
     runner: str
     output: BenchmarkOutput
     float_output: BenchmarkOutput | None = None
+    #: the tool's op profile (``spec.op_profiling``; None if the runner gave none)
+    op_profile: OpProfile | None = None
 
 
 def find_runner(session: RemoteSession, options: RemoteOptions) -> tuple[str, list[str]]:
@@ -95,19 +98,23 @@ def find_runner(session: RemoteSession, options: RemoteOptions) -> tuple[str, li
                    "larq_compute_engine (see deploy/README.md, or pass --binary PATH)")
 
 
-def _measure(session: RemoteSession, argv: list[str], model: str) -> BenchmarkOutput:
-    """Run the benchmark tool (``argv``) on the board and parse what it printed."""
+def _measure(session: RemoteSession, argv: list[str], model: str,
+             ) -> tuple[BenchmarkOutput, OpProfile | None]:
+    """Run the benchmark tool (``argv``) on the board and parse what it printed: the
+    timings and the op profile, if it printed one."""
     where = session.target.destination
     proc = session.run_killable(argv, what=f"benchmarking {model}")
     try:
-        output = parse_benchmark_output(proc.stdout + "\n" + proc.stderr)
+        text = proc.stdout + "\n" + proc.stderr
+        output = parse_benchmark_output(text)
+        profile = parse_op_profile(text, model, output.num_threads)
     except BnnError as err:
         status = f" (exit status {proc.returncode})" if proc.returncode else ""
         raise BnnError(f"{model} on {where}{status}: {err}") from None
     if proc.returncode != 0:
         raise BnnError(f"{model} on {where}: the benchmark tool exited with status "
                        f"{proc.returncode}")
-    return output
+    return output, profile
 
 
 def benchmark_over_ssh(target: SshTarget, models: Sequence[str | Path],
@@ -137,11 +144,12 @@ def benchmark_over_ssh(target: SshTarget, models: Sequence[str | Path],
             if str(model) in float_models:
                 float_remote = session.copy(float_models[str(model)], f"float-{index}.tflite")
             for n in spec.threads:
-                output = _measure(session, [*tool, f"--graph={remote}", *spec.tool_flags(n)],
-                                  str(model))
-                run = RemoteRun(str(model), n, label, output)
+                output, profile = _measure(
+                    session, [*tool, f"--graph={remote}", *spec.tool_flags(n, profile=True)],
+                    str(model))
+                run = RemoteRun(str(model), n, label, output, op_profile=profile)
                 if float_remote:
-                    run.float_output = _measure(
+                    run.float_output, _ = _measure(
                         session, [*tool, f"--graph={float_remote}", *spec.tool_flags(n),
                                   "--use_xnnpack=true"], f"{model} (float baseline)")
                 results.append(run)

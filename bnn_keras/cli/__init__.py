@@ -14,6 +14,7 @@ from bnn_keras.cli.export import export
 from bnn_keras.cli.import_ import import_command
 from bnn_keras.cli.insight import eval_command, inspect, landscape
 from bnn_keras.cli.models import models
+from bnn_keras.cli.tf_logs import import_tensorflow_quietly, native_log_filter
 from bnn_keras.cli.train import train
 
 
@@ -25,6 +26,7 @@ def cli() -> None:
     Models of your own: name the modules that register them in $BNN_KERAS_MODELS.
     """
     if os.environ.get(PLUGINS_ENV):  # the registry imports TensorFlow: only when needed
+        import_tensorflow_quietly()  # `--help` skipped it, but the plugins need it
         from bnn_keras.models.registry import load_plugins
 
         load_plugins()
@@ -36,5 +38,6 @@ for command in (train, import_command, export, bench, models, eval_command, land
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    run_cli(cli, args)
+    """Console-script entry point (TensorFlow's C++ info and warning lines dropped)."""
+    with native_log_filter():
+        run_cli(cli, args)

@@ -83,8 +83,13 @@ def _keras_beside(tflite: Path, explicit: str | None):
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: one object for one measurement, else a list.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--profile", is_flag=True,
+              help="Show where the time goes: per op type and per layer, the models side "
+                   "by side (on a board: lce_benchmark_model --enable_op_profiling; locally "
+                   "LCE's interpreter has no profiler: op counts and MACs only).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="Write a latency-versus-accuracy plot (accuracies from run folders).")
+              help="Write a latency-versus-accuracy plot (accuracies from run folders); "
+                   "with --profile, a bar chart of the op profile.")
 def bench(model_paths: tuple[str, ...], **options) -> None:
     """Latency of MODEL_PATHS (.tflite, batch size 1).
 
@@ -99,7 +104,8 @@ def bench(model_paths: tuple[str, ...], **options) -> None:
 
     _check_options(model_paths, options)
     spec = BenchSpec(threads=options["threads"], runs=options["runs"],
-                     warmup=options["warmup"], use_indirect_bgemm=options["indirect_bgemm"])
+                     warmup=options["warmup"], use_indirect_bgemm=options["indirect_bgemm"],
+                     op_profiling=options["profile"])
     sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
     target = _ssh_target(options)
     if target is None:  # the interpreter runs in this process: a crash must not kill it
@@ -112,21 +118,27 @@ def bench(model_paths: tuple[str, ...], **options) -> None:
         floats = {}
         if options["float_baseline"]:
             floats = _float_baselines(model_paths, options["keras_path"], Path(tmp))
+        results = None
         if target is None:
             rows = _local_rows(model_paths, sizes, floats, spec)
         else:
             remote = RemoteOptions(binary=options["binary"], python=options["python"],
                                    runner=options["runner"], timeout=options["timeout"])
-            rows = _remote_rows(model_paths, sizes, floats, spec, target, remote)
+            rows, results = _remote_rows(model_paths, sizes, floats, spec, target, remote)
     for row in rows:
         row.accuracy = known_accuracy(row.model)
-    _echo_rows(model_paths, rows, spec, options)
+    if options["profile"]:
+        _echo_profiles(model_paths, rows, spec, _profiles(model_paths, results), options)
+    else:
+        _echo_rows(model_paths, rows, spec, options)
 
 
 def _check_options(model_paths: tuple[str, ...], options: dict) -> None:
     """Usage errors: options that exclude each other or need another one."""
     if options["as_json"] and options["as_csv"]:
         raise click.UsageError("--json and --csv exclude each other")
+    if options["profile"] and options["as_csv"]:
+        raise click.UsageError("--profile prints a table or --json, not --csv")
     if options["keras_path"] and (len(model_paths) > 1 or not options["float_baseline"]):
         raise click.UsageError("--keras goes with --float-baseline and a single MODEL_PATH")
     if not options["ssh_target"]:
@@ -168,6 +180,17 @@ def _float_baselines(model_paths: tuple[str, ...], keras_path: str | None,
     return floats
 
 
+def _echo_header(model_paths: tuple[str, ...], spec, options: dict) -> None:
+    import platform
+
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    where = options["ssh_target"] or (
+        f"this machine ({platform.machine()}, LCE interpreter"
+        f"{'' if arm else '; off ARM: not board latency'})")
+    click.echo(f"{len(model_paths)} model(s) on {where}: {spec.runs} runs, "
+               f"{spec.warmup} warm-up, threads {','.join(map(str, spec.threads))}")
+
+
 def _echo_rows(model_paths: tuple[str, ...], rows, spec, options: dict) -> None:
     """Print the rows (JSON, CSV or a table under a one-line header) and write the plot."""
     from bnn_keras.bench.table import format_table, plot_latency_accuracy, to_csv
@@ -179,14 +202,7 @@ def _echo_rows(model_paths: tuple[str, ...], rows, spec, options: dict) -> None:
     elif options["as_csv"]:
         click.echo(to_csv(rows), nl=False)
     else:
-        import platform
-
-        arm = platform.machine().lower() in ("aarch64", "arm64")
-        where = options["ssh_target"] or (
-            f"this machine ({platform.machine()}, LCE interpreter"
-            f"{'' if arm else '; off ARM: not board latency'})")
-        click.echo(f"{len(model_paths)} model(s) on {where}: {spec.runs} runs, "
-                   f"{spec.warmup} warm-up, threads {','.join(map(str, spec.threads))}")
+        _echo_header(model_paths, spec, options)
         click.echo(format_table(rows))
     if plot:
         if plot_latency_accuracy(rows, plot):
@@ -235,4 +251,43 @@ def _remote_rows(model_paths, sizes, floats, spec, target, remote):
             row.float_avg_ms = result.float_output.inference_avg_us * 1e-3
             row.float_size_bytes = floats[result.model].stat().st_size
         rows.append(row)
-    return rows
+    return rows, results
+
+
+def _profiles(model_paths: tuple[str, ...], results) -> list:
+    """The op profile of each board run (its MACs added from the flatbuffer), or of each
+    model from its flatbuffer alone where no profile could be measured."""
+    from bnn_keras.bench import op_costs
+    from bnn_keras.export import read_flatbuffer
+
+    if results is None:
+        return [op_costs.flatbuffer_profile(read_flatbuffer(p), str(p), op_costs.NO_LOCAL_TIMES)
+                for p in model_paths]
+    profiles, static = [], set()
+    for result in results:
+        if result.op_profile is not None:
+            op_costs.add_macs(result.op_profile, read_flatbuffer(result.model))
+            profiles.append(result.op_profile)
+        elif result.model not in static:  # the same for every thread count
+            static.add(result.model)
+            profiles.append(op_costs.flatbuffer_profile(
+                read_flatbuffer(result.model), result.model, op_costs.NO_RUNNER_TIMES))
+    return profiles
+
+
+def _echo_profiles(model_paths: tuple[str, ...], rows, spec, profiles, options: dict) -> None:
+    """Print the latency rows and the op profiles (a table or JSON); write their chart."""
+    from bnn_keras.bench.profile_report import format_profiles, plot_profiles
+    from bnn_keras.bench.table import format_table
+
+    if options["as_json"]:
+        click.echo(json.dumps({"runs": [r.as_dict() for r in rows],
+                               "profiles": [p.as_dict() for p in profiles]}, indent=2))
+    else:
+        _echo_header(model_paths, spec, options)
+        click.echo(format_table(rows) + "\n")
+        click.echo(format_profiles(profiles))
+    if options["plot"]:
+        plot_profiles(profiles, options["plot"])
+        if not options["as_json"]:
+            click.echo(f"plot: {options['plot']}")

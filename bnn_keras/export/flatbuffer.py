@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from bnn_keras.errors import BnnError, first_line
@@ -144,6 +145,42 @@ def _op_names(model) -> list[str]:
 def op_list(data: bytes) -> list[str]:
     """Operator type names in execution order (custom ops by their custom code)."""
     return _op_names(_parse(data))
+
+
+@dataclass(frozen=True)
+class OpNode:
+    """One operator of the main subgraph, as TFLite's op profiler names it: ``index`` (the
+    ``:N`` of its node name) and ``outputs`` (the output tensors' names)."""
+
+    index: int
+    op_type: str
+    outputs: tuple[str, ...]
+    output_shape: tuple[int, ...]
+    #: the second input's shape: a conv's filter, a fully connected layer's weights
+    weight_shape: tuple[int, ...] | None
+    #: ``LceBconv2d``'s input channels (its filter is stored bitpacked)
+    channels_in: int | None = None
+
+
+def op_nodes(data: bytes) -> list[OpNode]:
+    """The operators of the main subgraph in execution order."""
+    model = _parse(data)
+    graph = model.subgraphs[0]
+    bconv = iter(bconv_options(data))
+    nodes = []
+    for index, (name, op) in enumerate(zip(_op_names(model), graph.operators)):
+        inputs = [int(t) for t in (op.inputs if op.inputs is not None else []) if t >= 0]
+        outputs = [int(t) for t in (op.outputs if op.outputs is not None else [])]
+        channels = next(bconv).get("channels_in") if name == "LceBconv2d" else None
+        nodes.append(OpNode(index, name, tuple(graph.tensors[t].name.decode(errors="replace")
+                                               for t in outputs),
+                            _shape(graph, outputs[0]) if outputs else (),
+                            _shape(graph, inputs[1]) if len(inputs) > 1 else None, channels))
+    return nodes
+
+
+def _shape(graph, tensor: int) -> tuple[int, ...]:
+    return tuple(int(d) for d in graph.tensors[tensor].shape)
 
 
 def op_counts(data: bytes) -> Counter:
