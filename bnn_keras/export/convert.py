@@ -121,9 +121,12 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
     """
     import larq_compute_engine as lce
 
+    from bnn_keras.quantize import is_quantized
     from bnn_keras.training.precision import float32_model
 
     model = float32_model(model)  # a mixed-precision network deploys as float32
+    # an int8 model keeps its shifts in place: moved, they would shift quantized tensors
+    fold_biases = fold_biases and not is_quantized(model)
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             if _uses_frozen_route(model, lce_kwargs):
