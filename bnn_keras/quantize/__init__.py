@@ -28,15 +28,14 @@ from bnn_keras.quantize.transform import (
     is_quantized,
     quantize_model,
     range_owners,
+    require_ranges,
     unset_ranges,
 )
 
-#: The precisions ``--quantize`` accepts (``none``: float32, the default).
-QUANTIZE_CHOICES = ("none", "int8")
-
 __all__ = [
-    "QUANTIZE_CHOICES", "FakeQuant", "QatBatchNormalization", "QatChannelGate", "QatConv2D",
+    "FakeQuant", "QatBatchNormalization", "QatChannelGate", "QatConv2D",
     "QatDense", "QatLearnableBias", "QatQuantConv2D", "QatRPReLU", "QatRecouplingMix",
     "QatScaledStdConv2D", "QuantizeError", "RangeOwner", "calibrate_ranges", "is_quantized",
-    "quantize_kernel", "quantize_model", "range_owners", "unset_ranges",
+    "quantize_kernel", "quantize_model", "range_owners", "require_ranges",
+    "unset_ranges",
 ]

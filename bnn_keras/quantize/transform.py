@@ -6,8 +6,8 @@ int8 counterpart (:mod:`bnn_keras.quantize.layers`) becomes it, and every tensor
 flatbuffer holds in int8 gets a :class:`~bnn_keras.quantize.ranges.FakeQuant` after the
 layer producing it, except where the converter needs none:
 
-- after the layers that move values without computing new ones (pools, ``Rotate180``,
-  reshapes): int8 kernels that keep their input's scale;
+- after the layers that move values without computing new ones (pools, reshapes):
+  int8 kernels that keep their input's scale;
 - after a conv or ``Dense`` whose only consumer is a batch norm or a scalar rescaling:
   the converter folds those into it (into ``LceBconv2d``'s output transform for a
   binary conv), so the range belongs after them;
@@ -21,6 +21,8 @@ path measures what it costs.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import larq as lq
 import numpy as np
@@ -44,7 +46,6 @@ from bnn_keras.quantizers import is_binarizing
 SAME_SCALE = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Reshape,
               keras.layers.Flatten, keras.layers.ZeroPadding2D,
               keras.layers.Dropout, keras.layers.Cropping2D)
-_AFFINE_AFTER = (keras.layers.BatchNormalization, keras.layers.Rescaling)
 _COMPUTING = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 #: exact class -> its int8 counterpart (subclasses are other layers: they stay)
 _COUNTERPARTS = {
@@ -74,6 +75,15 @@ def unset_ranges(model: keras.Model) -> list[str]:
     return [f"{layer.name}/{name}" for layer in range_owners(model)
             for name, low, high in layer.range_variables()
             if float(low.numpy()) == 0.0 and float(high.numpy()) == 0.0]
+
+
+def require_ranges(model: keras.Model) -> None:
+    """One-line :class:`QuantizeError` when some int8 range of ``model`` was never set."""
+    unset = unset_ranges(model)
+    if unset:
+        raise QuantizeError(f"int8 model {model.name!r} has {len(unset)} range(s) never set "
+                            f"(first {unset[0]}): train it (--quantize int8) or calibrate it "
+                            "(--calibrate DATASET) first")
 
 
 def _consumers(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
@@ -162,6 +172,12 @@ def quantize_model(model: keras.Model) -> keras.Model:
         ```
     """
     _check_quantizable(model)
+    padded = [lay.name for lay in model.layers
+              if zero_padded_binary(lay) and any(k > 1 for k in lay.kernel_size)]
+    if padded:
+        warnings.warn(f"int8: {len(padded)} binary conv(s) of {model.name} now pad with +1 "
+                      "instead of 0 (LCE's optimized LceBconv2d writes int8 only so); "
+                      "training adapts to it", UserWarning, stacklevel=2)
     consumers = _consumers(model)
     absorbs = {c.name for layer in model.layers if _absorbed(layer, consumers[layer.name])
                for c in consumers[layer.name]}
