@@ -32,9 +32,14 @@ def post_training_int8(model: keras.Model, dataset: str, *, batches: int = 8,
                        batch_size: int = 64) -> tuple[keras.Model, int]:
     """``model``'s quantization-aware copy with every range calibrated on ``batches``
     batches of ``dataset`` (:func:`~bnn_keras.quantize.calibrate_ranges`), and the number
-    of images used. Checks the images' shape before building anything."""
-    images = calibration_batches(model, dataset, batches, batch_size)
+    of images used.
+
+    Raises:
+        BnnError: one line, when ``model`` has nothing to quantize or the dataset's
+            images do not fit it.
+    """
     qat_model = quantize_model(model)
+    images = calibration_batches(model, dataset, batches, batch_size)
     calibrate_ranges(qat_model, images)
     return qat_model, sum(len(b) for b in images)
 
