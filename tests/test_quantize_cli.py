@@ -82,3 +82,19 @@ def test_post_training_calibration_prints_its_cost(capsys, tmp_path):
     assert np.isclose(cost["cost"], cost["float_accuracy"] - cost["int8_accuracy"])
     assert cost["int8_accuracy"] == report["split_check"]["tflite_accuracy"]
     assert "int8_macs" in out
+
+
+def test_quantize_is_a_config_and_recipe_key(tmp_path, capsys):
+    import pytest
+
+    from bnn_keras.errors import BnnError
+    from bnn_keras.training.config import TrainConfig, check_value_types
+
+    assert TrainConfig(quantize="int8").name == "reactnet_18-bf-digits-int8"
+    assert TrainConfig().quantize == "none"
+    with pytest.raises(BnnError, match="quantize must be one of none, int8"):
+        TrainConfig(quantize="int4")
+    with pytest.raises(BnnError, match="quantize must be a string"):
+        check_value_types({"quantize": 8}, "recipe")
+    code, _, err = _train(capsys, tmp_path, "--quantize", "int4")
+    assert code != 0 and "int4" in err and "Traceback" not in err
