@@ -35,6 +35,8 @@ SERIALIZABLE_MODULES = (
     "bnn_keras.training.optim",
     "bnn_keras.export.shifts",
     "bnn_keras.export.fold",
+    "bnn_keras.quantize.ranges",
+    "bnn_keras.quantize.layers",
 )
 
 _state = threading.local()

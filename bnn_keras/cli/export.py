@@ -11,6 +11,8 @@ import click
 
 from bnn_keras.cli.options import trust_code_option
 
+IO_TYPES = ("float32", "int8", "uint8")  # bnn_keras.export.int8.IO_TYPES, without TensorFlow
+
 
 def _int8_range(ctx, param, value):
     if value is None:
@@ -36,6 +38,34 @@ def _check_distinct(model_path: str, output: str, report_path: str) -> None:
                            "(nothing was written)")
 
 
+def _check_int8_options(quantize: str, calibrate: str | None, int8_range) -> None:
+    from bnn_keras.errors import BnnError
+
+    if quantize == "int8" and not calibrate:
+        raise BnnError("--quantize int8 needs --calibrate DATASET (images to set the int8 "
+                       "ranges), or a model trained with --quantize int8 (no option needed)")
+    if calibrate and quantize != "int8":
+        raise BnnError("--calibrate goes with --quantize int8")
+    if quantize == "int8" and int8_range:
+        raise BnnError("--int8-range and --quantize int8 exclude each other: the calibrated "
+                       "ranges replace the dummy one")
+
+
+def _report_cost(float_model, report, dataset: str, split: str, max_samples,
+                 calibration_images: int) -> None:
+    """Warn with what post-training int8 costs on the split, and add it to the JSON."""
+    from bnn_keras import data
+    from bnn_keras.io import atomic_write_json
+    from bnn_keras.quantize.ptq import calibration_cost
+
+    x, y = data.load(dataset).arrays(split, max_samples)
+    cost = calibration_cost(float_model, report.split_check.tflite_accuracy, x, y,
+                            dataset=dataset, split=split,
+                            calibration_images=calibration_images)
+    click.echo(f"warning: {cost.message()}", err=True)
+    atomic_write_json(report.report_path, {**report.as_dict(), "calibration": cost.as_dict()})
+
+
 @click.command()
 @trust_code_option
 @click.argument("model_path", type=click.Path(dir_okay=False))
@@ -57,14 +87,31 @@ def _check_distinct(model_path: str, output: str, report_path: str) -> None:
               help="LCE's experimental default int8 range (dummy quantization of every "
                    "tensor without a range; for latency studies, accuracy is lost). The "
                    "agreement is reported, not enforced.")
+@click.option("--quantize", type=click.Choice(["none", "int8"]), default="none",
+              show_default=True,
+              help="int8: post-training int8 of a float model's non-binary part, its ranges "
+                   "calibrated on --calibrate (prints the top-1 it costs). A model trained "
+                   "with --quantize int8 exports as int8 without this.")
+@click.option("--calibrate", "calibrate", default=None, metavar="DATASET",
+              help="With --quantize int8: the dataset whose train images set the ranges "
+                   "(e.g. digits); its test split (or --dataset's) measures the cost.")
+@click.option("--calibration-batches", type=click.IntRange(min=1), default=8,
+              show_default=True, help="Batches of 64 images --calibrate reads.")
+@click.option("--input-type", type=click.Choice(IO_TYPES), default="float32",
+              show_default=True,
+              help="What the .tflite reads: int8 or uint8 (camera frames) need an int8 model.")
+@click.option("--output-type", type=click.Choice(IO_TYPES), default="float32",
+              show_default=True, help="What the .tflite writes (integer: an int8 model).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="The JSON report [default: OUTPUT with .report.json suffix].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def export(model_path, output, samples, min_agreement, dataset, split, max_samples,
-           int8_range, report_path, as_json) -> None:
+           int8_range, quantize, calibrate, calibration_batches, input_type, output_type,
+           report_path, as_json) -> None:
     """Convert MODEL_PATH (.keras) to an LCE .tflite flatbuffer, verify it and write a
     JSON report beside it (ops by type, binary-MAC share, size against the ideal size,
-    agreement and dataset figures).
+    agreement and dataset figures). A quantization-aware model (or --quantize int8
+    --calibrate DATASET) gives an int8 + 1-bit flatbuffer.
 
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
@@ -72,12 +119,20 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     from bnn_keras.export import INT8_WARNING, default_report_path, export_with_report
     from bnn_keras.io import check_writable, load_keras_model
 
+    _check_int8_options(quantize, calibrate, int8_range)
     model = load_keras_model(model_path)
     output = output or str(Path(model_path).with_suffix(".tflite"))
     report_path = report_path or str(default_report_path(output))
     _check_distinct(model_path, output, report_path)
     for path in (output, report_path):  # before the conversion, which can take minutes
         check_writable(path)
+    float_model, calibration_images = model, 0
+    if quantize == "int8":
+        from bnn_keras.quantize.ptq import post_training_int8
+
+        model, calibration_images = post_training_int8(model, calibrate,
+                                                       batches=calibration_batches)
+        dataset = dataset or calibrate  # the cost needs a split
     if int8_range:
         click.echo(f"warning: {INT8_WARNING}", err=True)
     with warnings.catch_warnings():
@@ -87,7 +142,10 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
         report = export_with_report(model, output, report_path=report_path,
                                     int8_range=int8_range, dataset=dataset, split=split,
                                     max_samples=max_samples, num_samples=samples,
-                                    min_agreement=min_agreement)
+                                    min_agreement=min_agreement, input_type=input_type,
+                                    output_type=output_type)
+    if quantize == "int8":
+        _report_cost(float_model, report, dataset, split, max_samples, calibration_images)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         click.echo(f"error: export check failed: {'; '.join(report.problems)}", err=True)

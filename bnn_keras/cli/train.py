@@ -15,6 +15,7 @@ from bnn_keras.training.config import (
     MIN_EVAL_BATCH,
     OPTIMIZERS,
     PRECISIONS,
+    QUANTIZE,
     SCHEDULES,
     STRATEGIES,
     TrainConfig,
@@ -190,6 +191,10 @@ _NONNEG = click.FloatRange(min=0)
               help="Dtype policy while training (the saved model is float32): auto is "
                    "mixed_bfloat16 on a CPU with native bfloat16 and no GPU, else float32; "
                    f"mixed_float16 scales the loss. {_d('precision')}")
+@click.option("--quantize", type=click.Choice(QUANTIZE), default=None,
+              help="int8: quantization-aware training of the non-binary part (from scratch, "
+                   "or fine-tuning a float run given with --init-from); the export is an "
+                   f"int8 + 1-bit flatbuffer. {_d('quantize')}")
 @click.option("--resume", is_flag=True,
               help="Continue the newest run of this name that has a checkpoint, from its "
                    "newest checkpoint that loads (the folder and checkpoint used are "
@@ -245,7 +250,7 @@ def _resume_config(values: dict) -> TrainConfig:
     """A config that only names the run to resume; the stored config wins (except a larger
     ``--epochs``)."""
     keep = {k: values[k] for k in ("model", "variant", "dataset", "output", "name", "stage",
-                                     "strategy")
+                                     "strategy", "quantize")
             if k in values}
     keep["stage"] = 0  # only names the run; the stored config (with init_from) wins
     config = TrainConfig.from_dict(keep)
@@ -253,6 +258,6 @@ def _resume_config(values: dict) -> TrainConfig:
         from bnn_keras.training.config import default_run_name
 
         config.name = default_run_name(config.model, config.variant, config.dataset,
-                                       values.get("stage", 0) or 0)
+                                       values.get("stage", 0) or 0, config.quantize)
     config.epochs = values.get("epochs") or 0
     return config

@@ -10,7 +10,9 @@
   ``pad_values`` 0) on no more binary convs than the model zero-pads;
 - ``agreement``: LCE's interpreter and Keras give the same top-1 on the inputs, or
   agree on enough of them (``min_agreement``) and every input that differs is traced to
-  a sign flipped by float rounding (:func:`~bnn_keras.export.first_flips`).
+  a sign flipped by float rounding (:func:`~bnn_keras.export.first_flips`);
+- for a quantization-aware (int8) model, the int8 findings of
+  :mod:`~bnn_keras.export.int8` (``int8_kernels``, ``int8_sandwiches``, ``int8_macs``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bnn_keras.export.flatbuffer import (
     zero_padding_corrected,
 )
 from bnn_keras.export.fold import binary_conv_layers
+from bnn_keras.export.int8 import int8_findings
 from bnn_keras.export.interpreter import predict_tflite
 from bnn_keras.export.trace import Divergence, first_flips
 
@@ -187,11 +190,18 @@ def check_deployable(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray, 
         assert result.ok, result.problems
         ```
     """
+    from bnn_keras.quantize import is_quantized
+
     inputs = np.asarray(inputs, dtype=np.float32)
     findings = _structure_findings(model, flatbuffer)
+    int8 = is_quantized(model)
+    if int8:
+        findings += int8_findings(flatbuffer)
     agreement = compare(model, flatbuffer, inputs)
+    # an int8 net's differences come from integer rounding, which the float sign trace
+    # cannot tell apart
     finding, divergences = _agreement_finding(model, flatbuffer, inputs, agreement,
-                                              min_agreement, trace)
+                                              min_agreement, trace and not int8)
     return Deployability(findings + [finding], agreement, divergences)
 
 

@@ -115,15 +115,24 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
     to the converter (e.g. ``experimental_default_int8_range``) and select a public
     route.
 
+    A quantization-aware model (:mod:`bnn_keras.quantize`) converts to an int8 + 1-bit
+    flatbuffer with float32 input and output (:func:`~bnn_keras.export.int8.with_io_types`
+    changes them).
+
     Raises:
-        BnnError: one line, when LCE cannot convert the model or its flatbuffer holds ops
-            with no TFLite or LCE kernel.
+        BnnError: one line, when LCE cannot convert the model, its flatbuffer holds ops
+            with no TFLite or LCE kernel, or an int8 model has ranges never set.
     """
     import larq_compute_engine as lce
 
+    from bnn_keras.quantize import is_quantized, require_ranges
     from bnn_keras.training.precision import float32_model
 
     model = float32_model(model)  # a mixed-precision network deploys as float32
+    if is_quantized(model):
+        require_ranges(model)
+        # its shifts stay in place: moved, they would shift quantized tensors per channel
+        fold_biases = False
     try:
         if len(model.inputs) == 1 and len(model.outputs) == 1:
             if _uses_frozen_route(model, lce_kwargs):

@@ -30,9 +30,23 @@ def lce_interpreter(flatbuffer: bytes, *, num_threads: int | None = None,
 
 
 def predict_tflite(flatbuffer: bytes, inputs: np.ndarray) -> np.ndarray:
-    """Outputs of LCE's interpreter, one input at a time (LCE models have batch size 1)."""
+    """Outputs of LCE's interpreter, one input at a time (LCE models have batch size 1).
+
+    A model with integer input or output (an int8 export for a board) is given
+    ``inputs`` quantized with its input's scale and zero point, and its outputs are
+    returned dequantized: float32 in and out, whatever the file reads and writes."""
     interpreter = lce_interpreter(flatbuffer)
-    return np.concatenate([interpreter.predict(inputs[i:i + 1]) for i in range(len(inputs))])
+    kind = np.dtype(interpreter.input_types[0])
+    if kind.kind in "iu":
+        scale, zero = interpreter.input_scales[0], interpreter.input_zero_points[0]
+        bounds = np.iinfo(kind)
+        inputs = np.clip(np.round(inputs / scale) + zero, bounds.min, bounds.max).astype(kind)
+    outputs = np.concatenate([interpreter.predict(inputs[i:i + 1])
+                              for i in range(len(inputs))])
+    if np.dtype(interpreter.output_types[0]).kind in "iu":
+        scale, zero = interpreter.output_scales[0], interpreter.output_zero_points[0]
+        outputs = (outputs.astype(np.float32) - zero) * scale
+    return outputs
 
 
 def _probe_argv(path: Path) -> list[str]:

@@ -31,6 +31,7 @@ from bnn_keras.export.check import (
 from bnn_keras.export.convert import convert
 from bnn_keras.export.flatbuffer import op_counts
 from bnn_keras.export.fold import binary_conv_layers
+from bnn_keras.export.int8 import check_io_types, with_io_types
 from bnn_keras.export.trace import Divergence
 from bnn_keras.io import atomic_write_bytes, atomic_write_json
 from bnn_keras.models.stats import ModelStats, model_stats
@@ -97,6 +98,9 @@ class ExportReport:
     problems: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     divergences: list[Divergence] = field(default_factory=list)
+    int8: bool = False  # an int8 + 1-bit flatbuffer (a quantization-aware model)
+    input_type: str = "float32"
+    output_type: str = "float32"
 
     @property
     def all_lowered(self) -> bool:
@@ -118,7 +122,10 @@ class ExportReport:
 
     def format(self) -> str:
         """The human-readable report."""
-        lines = [f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB)", "ops:"]
+        lines = [f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB)"]
+        if self.int8:
+            lines.append(f"int8 + 1-bit: {self.input_type} input, {self.output_type} output")
+        lines.append("ops:")
         lines += [f"  {name:<28} {count}" for name, count in sorted(self.ops.items())]
         verdict = "yes" if self.all_lowered else "NO"
         lines.append(f"binary convs lowered to LceBconv2d: {verdict} "
@@ -138,17 +145,24 @@ class ExportReport:
 def export_model(model: keras.Model, output: str | os.PathLike,
                  sample_inputs: np.ndarray | None = None, *, num_samples: int = 32,
                  min_agreement: float = 0.99, seed: int = 0,
-                 lce_kwargs: dict | None = None) -> ExportReport:
+                 lce_kwargs: dict | None = None, input_type: str = "float32",
+                 output_type: str = "float32") -> ExportReport:
     """Convert ``model``, write the flatbuffer atomically and check it
     (:func:`~bnn_keras.export.check_deployable`, on ``sample_inputs``, or standard-normal
     inputs when ``None``).
 
     Failing findings are listed in the report's ``problems``, not raised; the file is
     written either way. ``lce_kwargs`` go to the LCE converter (e.g.
-    ``experimental_default_int8_range``).
+    ``experimental_default_int8_range``). A quantization-aware model's file reads
+    ``input_type`` and writes ``output_type`` (``float32``, ``int8`` or ``uint8``; the
+    checks run on its float32-input twin, the same ops inside).
     """
+    from bnn_keras.quantize import is_quantized
+
+    check_io_types(model, input_type, output_type)
     flatbuffer = convert(model, **(lce_kwargs or {}))
-    path = atomic_write_bytes(output, flatbuffer)
+    deployed = with_io_types(flatbuffer, input_type, output_type)
+    path = atomic_write_bytes(output, deployed)
     if sample_inputs is None:
         shape = tuple(int(d) for d in model.input_shape[1:])
         sample_inputs = np.random.default_rng(seed).standard_normal(
@@ -156,10 +170,11 @@ def export_model(model: keras.Model, output: str | os.PathLike,
     result = check_deployable(model, flatbuffer, sample_inputs, min_agreement=min_agreement)
     counts = op_counts(flatbuffer)
     return ExportReport(
-        path=str(path), size_bytes=len(flatbuffer), ops=dict(counts),
+        path=str(path), size_bytes=len(deployed), ops=dict(op_counts(deployed)),
         binary_convs=len(binary_conv_layers(model)), lce_bconv2d=counts.get("LceBconv2d", 0),
         agreement=result.agreement, min_agreement=min_agreement, problems=result.problems,
-        findings=result.findings, divergences=result.divergences)
+        findings=result.findings, divergences=result.divergences, int8=is_quantized(model),
+        input_type=input_type, output_type=output_type)
 
 
 @dataclass
@@ -229,14 +244,17 @@ def export_with_report(model: keras.Model, output: str | os.PathLike, *,
                        int8_range: tuple[float, float] | None = None,
                        dataset: str | None = None, split: str = "test",
                        max_samples: int | None = None, num_samples: int = 32,
-                       min_agreement: float = 0.99) -> DeployReport:
+                       min_agreement: float = 0.99, input_type: str = "float32",
+                       output_type: str = "float32") -> DeployReport:
     """Export ``model`` (see :func:`export_model`) and write the JSON
     report beside the ``.tflite`` (``report_path`` or ``<stem>.report.json``).
 
     With ``dataset``, the agreement is measured on that split's images and the split's
     accuracy of both models is reported. With ``int8_range`` (LCE's
     ``experimental_default_int8_range``) a warning is issued and the agreement is
-    reported but not enforced.
+    reported but not enforced. ``input_type`` and ``output_type``: see
+    :func:`export_model`; the ideal size counts a quantization-aware model's other
+    weights at one byte.
     """
     lce_kwargs = {}
     if int8_range is not None:
@@ -254,14 +272,15 @@ def export_with_report(model: keras.Model, output: str | os.PathLike, *,
         data.check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset)
     report = export_model(model, output, x, num_samples=num_samples,
                           min_agreement=0.0 if int8_range else min_agreement,
-                          lce_kwargs=lce_kwargs)
+                          lce_kwargs=lce_kwargs, input_type=input_type,
+                          output_type=output_type)
     report.min_agreement = min_agreement
-    flatbuffer = Path(report.path).read_bytes()
     stats = model_stats(model)
-    deploy = DeployReport(export=report,
-                          size=size_figures(stats, report.size_bytes, int8=bool(int8_range)),
+    int8 = bool(int8_range) or report.int8
+    deploy = DeployReport(export=report, size=size_figures(stats, report.size_bytes, int8=int8),
                           macs=mac_figures(stats), int8_range=int8_range)
     if dataset:
+        flatbuffer = Path(report.path).read_bytes()
         deploy.split_check = check_split(model, flatbuffer, x, y, dataset=dataset, split=split)
     path = Path(report_path) if report_path else default_report_path(report.path)
     deploy.report_path = str(atomic_write_json(path, deploy.as_dict()))

@@ -22,6 +22,8 @@ KD_WEIGHTINGS = ("batch_softmax_ce", "softmax_ce", "uniform")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 #: training precisions (see :mod:`bnn_keras.training.precision`); ``auto`` is chosen per machine
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+#: ``quantize``: ``none`` trains the float network, ``int8`` its quantization-aware copy
+QUANTIZE = ("none", "int8")
 MIN_EVAL_BATCH = 256  # the evaluation batch when eval_batch_size is 0 and the batch is smaller
 
 
@@ -75,6 +77,11 @@ class TrainConfig:
     default), ``mixed_bfloat16`` or ``mixed_float16`` (loss-scaled), or ``auto``, resolved
     when the run starts (:func:`bnn_keras.training.precision.resolve_precision`) and stored
     resolved. The saved model is float32 whatever the precision.
+
+    ``quantize`` ``int8`` trains the network's quantization-aware copy
+    (:func:`bnn_keras.quantize.quantize_model`, made after ``init_from`` loaded its
+    weights: from scratch, or fine-tuning a float run), which exports as an int8 + 1-bit
+    flatbuffer; ``none`` (the default) trains the float network.
 
     ``deterministic`` turns on TensorFlow's op determinism for the run (see
     :func:`bnn_keras.training.run.seeded`): with the same ``seed``, machine and versions,
@@ -135,6 +142,7 @@ class TrainConfig:
     sync_bn: bool = False
     deterministic: bool = False  # TensorFlow op determinism (bit-identical reruns)
     precision: str = "float32"  # Keras dtype policy of the network while it trains
+    quantize: str = "none"  # "int8": quantization-aware training of the non-binary part
     recipe: str = ""  # the recipe file the run came from (for the record)
 
     def __post_init__(self) -> None:
@@ -157,7 +165,8 @@ class TrainConfig:
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
                               ("strategy", STRATEGIES), ("precision", PRECISIONS),
-                              ("eval_interpolation", INTERPOLATIONS)):
+                              ("eval_interpolation", INTERPOLATIONS),
+                              ("quantize", QUANTIZE)):
             if getattr(self, name) not in choices:
                 raise BnnError(f"{name} must be one of {', '.join(choices)}, "
                                f"got {getattr(self, name)!r}")
@@ -192,7 +201,8 @@ class TrainConfig:
         self.assistants = list(self.assistants)
         self.assistant_epochs = [int(e) for e in self.assistant_epochs]
         if not self.name:
-            self.name = default_run_name(self.model, self.variant, self.dataset, self.stage)
+            self.name = default_run_name(self.model, self.variant, self.dataset, self.stage,
+                                         self.quantize)
         check_run_name(self.name)
 
     @property
@@ -271,10 +281,12 @@ def check_value_types(values: dict, where: str) -> None:
                            f"{shown_json(value)}")
 
 
-def default_run_name(model: str, variant: str, dataset: str, stage: int = 0) -> str:
+def default_run_name(model: str, variant: str, dataset: str, stage: int = 0,
+                     quantize: str = "none") -> str:
     """``MODEL-VARIANT-DATASET`` (``folder:PATH`` becomes ``folder-<last part>``), with
-    ``-stageN`` for two-step runs."""
+    ``-stageN`` for two-step runs and ``-int8`` for quantization-aware ones."""
     if dataset.startswith("folder:"):
         dataset = "folder-" + (Path(dataset[len("folder:"):]).name or "images")
     name = f"{model}-{variant}-{dataset}"
-    return f"{name}-stage{stage}" if stage else name
+    name = f"{name}-stage{stage}" if stage else name
+    return f"{name}-{quantize}" if quantize != "none" else name

@@ -21,6 +21,7 @@ import tf_keras as keras
 from bnn_keras import data as data_lib
 from bnn_keras import models
 from bnn_keras.io import atomic_write_json, save_keras_atomic
+from bnn_keras.quantize import quantize_model
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
 from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
@@ -140,8 +141,8 @@ def evaluation_stream(config: TrainConfig, split: tf.data.Dataset) -> tf.data.Da
 
 def _network(config: TrainConfig, dataset, folder: RunFolder, *, from_init: bool,
              report: bool) -> keras.Model:
-    """The network, with the changes its stage and STE clip ask for, and its weights
-    from ``config.init_from`` when ``from_init`` (the report written when ``report``)."""
+    """The network, with the changes its stage, STE clip and ``quantize`` ask for, and its
+    weights from ``config.init_from`` when ``from_init`` (the report written when ``report``)."""
     from bnn_keras.training import two_step
 
     net = models.create(config.model, config.variant, num_classes=dataset.num_classes,
@@ -155,7 +156,7 @@ def _network(config: TrainConfig, dataset, folder: RunFolder, *, from_init: bool
         if report:
             atomic_write_json(folder.init_report, loaded.as_dict())
             print(loaded.summary(), flush=True)
-    return net
+    return quantize_model(net) if config.quantize == "int8" else net
 
 
 def _trainer(config: TrainConfig, dataset, net: keras.Model,
@@ -265,6 +266,7 @@ def finish(config: TrainConfig, setup: RunSetup, fitted: Fitted, folder: RunFold
         "epochs_this_session": fitted.epochs_this_session,
         "strategy": config.strategy, "replicas": setup.replicas,
         "deterministic": config.deterministic, "precision": config.precision,
+        "quantize": config.quantize,
         "stats": models.model_stats(net).as_dict(),
     }
     if not chief:
