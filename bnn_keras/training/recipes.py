@@ -16,10 +16,10 @@ supported Python. Precedence: ``TrainConfig`` defaults < recipe < command-line f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bnn_keras.errors import BnnError, first_line
+from bnn_keras.errors import BnnError
+from bnn_keras.json_files import read_json_object
 from bnn_keras.training.config import TrainConfig, check_value_types
 
 META_KEYS = ("description", "reference", "paper", "notes", "teacher_note")
@@ -33,16 +33,7 @@ def load_recipe(path: str | Path, stage: int | None = None) -> dict:
             ``TrainConfig`` field, or a missing/unknown stage.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes())
-    except OSError as err:
-        raise BnnError(f"cannot read recipe {path}: {err.strerror or err}") from None
-    except RecursionError:
-        raise BnnError(f"recipe {path} is nested too deeply") from None
-    except ValueError as err:  # UnicodeDecodeError too
-        raise BnnError(f"recipe {path} is not valid JSON: {first_line(err)}") from None
-    if not isinstance(data, dict):
-        raise BnnError(f"recipe {path} must be a JSON object")
+    data = read_json_object(path, "recipe")
     unknown = set(data) - {"config", "stages", *META_KEYS}
     if unknown:
         raise BnnError(f"recipe {path}: unknown top-level keys {sorted(unknown)}; use "

@@ -23,12 +23,11 @@ Nothing here imports TensorFlow, so commands that only look at run folders stay 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnn_keras.errors import BnnError, first_line
+from bnn_keras.json_files import read_json_object
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -103,19 +102,7 @@ def read_run_config(path: str | os.PathLike) -> dict:
     """The JSON object in a run's ``config.json``; a file that cannot be read, is not
     JSON or holds something else than an object is a one-line :class:`BnnError` naming
     it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_bytes())
-    except OSError as err:
-        raise BnnError(f"cannot read run config {path}: {err.strerror or err}") from None
-    except RecursionError:
-        raise BnnError(f"run config {path} is nested too deeply") from None
-    except ValueError as err:  # UnicodeDecodeError too
-        raise BnnError(f"run config {path} is not valid JSON: {first_line(err)}") from None
-    if not isinstance(data, dict):
-        raise BnnError(f"run config {path} must be a JSON object, got "
-                       f"{type(data).__name__}")
-    return data
+    return read_json_object(path, "run config")
 
 
 def model_file(source: str | os.PathLike) -> Path:
