@@ -291,9 +291,3 @@ def test_dataset_arrays(tmp_path):
     with pytest.raises(BnnError, match="split must be"):
         ds.arrays("validation")
 
-
-def test_moved_folder_names_still_import():
-    from bnn_keras.data import folders, images
-
-    assert images.load_folder is folders.load_folder
-    assert images.unreadable_images is folders.unreadable_images

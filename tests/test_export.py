@@ -315,12 +315,12 @@ def test_interpreter_crash_in_the_probe_is_one_line(tiny_flatbuffer, tmp_path, m
     import importlib
     import sys
 
-    interpreter = importlib.import_module("bnn_keras.export.interpreter")
+    local = importlib.import_module("bnn_keras.bench.local")
 
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_flatbuffer)
-    interpreter.probe_in_subprocess(path)  # a good model passes
+    local.probe_in_subprocess(path)  # a good model passes
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
-    monkeypatch.setattr(interpreter, "_probe_argv", lambda p: [sys.executable, "-c", crash])
+    monkeypatch.setattr(local, "_probe_argv", lambda p: [sys.executable, "-c", crash])
     with pytest.raises(BnnError, match=r"LCE's interpreter crashed .*m\.tflite.*SIGSEGV"):
-        interpreter.probe_in_subprocess(path)
+        local.probe_in_subprocess(path)

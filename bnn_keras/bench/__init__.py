@@ -2,7 +2,7 @@
 ``lce_benchmark_model`` (or the board-side Python runner), plus the float baseline
 (``bnn_keras.bench.float_baseline``, imported on demand: it needs TensorFlow)."""
 
-from bnn_keras.bench.local import Latency, benchmark_flatbuffer
+from bnn_keras.bench.local import Latency, benchmark_flatbuffer, probe_in_subprocess
 from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
 from bnn_keras.bench.remote import RemoteOptions, RemoteRun, benchmark_over_ssh
 from bnn_keras.bench.spec import BenchSpec
@@ -12,5 +12,5 @@ from bnn_keras.bench.table import BenchRow, format_table, known_accuracy, to_csv
 __all__ = [
     "BenchRow", "BenchSpec", "BenchmarkOutput", "Latency", "RemoteOptions", "RemoteRun",
     "SshTarget", "benchmark_flatbuffer", "benchmark_over_ssh", "format_table",
-    "known_accuracy", "parse_benchmark_output", "to_csv",
+    "known_accuracy", "parse_benchmark_output", "probe_in_subprocess", "to_csv",
 ]

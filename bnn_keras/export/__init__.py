@@ -38,7 +38,7 @@ from bnn_keras.export.fold import (
     foldable_biases,
     needs_whole_input,
 )
-from bnn_keras.export.interpreter import lce_interpreter, predict_tflite, probe_in_subprocess
+from bnn_keras.export.interpreter import lce_interpreter, predict_tflite
 from bnn_keras.export.report import (
     INT8_WARNING,
     DeployReport,
@@ -63,7 +63,7 @@ __all__ = [
     "elementwise_counts", "export_model", "export_with_report", "first_flips", "fold_scales",
     "foldable_biases",
     "input_producers", "lce_interpreter", "mac_figures", "needs_whole_input", "op_counts",
-    "op_list", "perturb_shifts", "plan_shifts", "predict_tflite", "probe_in_subprocess",
+    "op_list", "perturb_shifts", "plan_shifts", "predict_tflite",
     "read_flatbuffer",
     "save_inference_graph", "size_figures", "trace_signs",
 ]

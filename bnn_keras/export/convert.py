@@ -19,6 +19,7 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.flatbuffer import LCE_CUSTOM_OPS, op_counts
 from bnn_keras.export.fold import fold_scales
+from bnn_keras.models.dtypes import float32_model
 
 #: Models with fewer bytes of variables than this convert through a frozen GraphDef;
 #: larger ones through a SavedModel, because freezing copies every weight into the
@@ -120,8 +121,6 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
             with no TFLite or LCE kernel.
     """
     import larq_compute_engine as lce
-
-    from bnn_keras.training.precision import float32_model
 
     model = float32_model(model)  # a mixed-precision network deploys as float32
     try:

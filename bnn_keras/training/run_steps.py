@@ -21,10 +21,11 @@ import tf_keras as keras
 from bnn_keras import data as data_lib
 from bnn_keras import models
 from bnn_keras.io import atomic_write_json, save_keras_atomic
+from bnn_keras.models.dtypes import float32_model
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
 from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
-from bnn_keras.training.precision import float32_model, precision_policy
+from bnn_keras.training.precision import precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
 from bnn_keras.training.run_folder import RunFolder
 from bnn_keras.training.train_model import TrainingModel, build_trainer
