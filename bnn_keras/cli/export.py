@@ -69,7 +69,7 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export import INT8_WARNING, default_report_path, export_with_report
+    from bnn_keras.export import INT8_WARNING, LabelledSplit, default_report_path, export_model
     from bnn_keras.io import check_writable, load_keras_model
 
     model = load_keras_model(model_path)
@@ -78,16 +78,16 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     _check_distinct(model_path, output, report_path)
     for path in (output, report_path):  # before the conversion, which can take minutes
         check_writable(path)
+    labelled = LabelledSplit.load(dataset, split, max_samples) if dataset else None
     if int8_range:
         click.echo(f"warning: {INT8_WARNING}", err=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="--int8-range", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*experimental_default_int8_range",
                                 category=UserWarning)  # LCE's own; ours is printed above
-        report = export_with_report(model, output, report_path=report_path,
-                                    int8_range=int8_range, dataset=dataset, split=split,
-                                    max_samples=max_samples, num_samples=samples,
-                                    min_agreement=min_agreement)
+        report = export_model(model, output, labelled, report_path=report_path,
+                              int8_range=int8_range, num_samples=samples,
+                              min_agreement=min_agreement)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         click.echo(f"error: export check failed: {'; '.join(report.problems)}", err=True)

@@ -46,18 +46,58 @@ class Agreement:
     disagreeing: list[int] = field(default_factory=list)  # indices whose top-1 differs
 
 
-def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
-    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+def predict_both(model: keras.Model, flatbuffer: bytes,
+                 inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s outputs on ``inputs`` and the flatbuffer's (LCE's interpreter), in the
+    model's output shape."""
     inputs = np.asarray(inputs, dtype=np.float32)
     expected = model.predict(inputs, batch_size=64, verbose=0)
-    got = predict_tflite(flatbuffer, inputs).reshape(expected.shape)
+    return expected, predict_tflite(flatbuffer, inputs).reshape(expected.shape)
+
+
+def agreement_of(expected: np.ndarray, got: np.ndarray) -> Agreement:
+    """How the flatbuffer's outputs ``got`` agree with Keras's ``expected``."""
     same = np.argmax(got, -1) == np.argmax(expected, -1)
     return Agreement(
-        samples=len(inputs),
+        samples=len(expected),
         top1_agreement=float(np.mean(same)),
         max_abs_diff=float(np.max(np.abs(got - expected))),
         disagreeing=[int(i) for i in np.flatnonzero(~same)],
     )
+
+
+def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
+    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+    return agreement_of(*predict_both(model, flatbuffer, inputs))
+
+
+@dataclass
+class SplitCheck:
+    """The ``.tflite`` and the Keras model on the same labelled images (a dataset split)."""
+
+    dataset: str
+    split: str
+    samples: int
+    keras_accuracy: float
+    tflite_accuracy: float
+    top1_agreement: float
+
+    def as_dict(self) -> dict:
+        """The figures as a plain dict."""
+        return asdict(self)
+
+
+def split_check(expected: np.ndarray, got: np.ndarray, labels: np.ndarray, *,
+                dataset: str = "", split: str = "") -> SplitCheck:
+    """Accuracy of Keras's outputs ``expected`` and of the flatbuffer's ``got`` against
+    ``labels``."""
+    keras_top1 = np.argmax(expected.reshape(len(expected), -1), -1)
+    tflite_top1 = np.argmax(got.reshape(len(got), -1), -1)
+    labels = np.asarray(labels).reshape(-1)
+    return SplitCheck(dataset=dataset, split=split, samples=len(labels),
+                      keras_accuracy=float(np.mean(keras_top1 == labels)),
+                      tflite_accuracy=float(np.mean(tflite_top1 == labels)),
+                      top1_agreement=float(np.mean(keras_top1 == tflite_top1)))
 
 
 @dataclass
@@ -71,12 +111,14 @@ class Finding:
 
 @dataclass
 class Deployability:
-    """Every :class:`Finding` on a flatbuffer, the agreement they read and, for the inputs
-    whose top-1 differs, where the runtimes part (when traced)."""
+    """Every :class:`Finding` on a flatbuffer, the agreement they read, for the inputs
+    whose top-1 differs where the runtimes part (when traced) and, for labelled inputs,
+    both models' accuracy."""
 
     findings: list[Finding]
     agreement: Agreement | None = None
     divergences: list[Divergence] = field(default_factory=list)
+    split_check: SplitCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +139,8 @@ class Deployability:
         return {"ok": self.ok, "findings": [asdict(f) for f in self.findings],
                 "agreement": asdict(self.agreement) if self.agreement else None,
                 "divergences": [asdict(d) | {"rounding": d.rounding}
-                                for d in self.divergences]}
+                                for d in self.divergences],
+                "split_check": asdict(self.split_check) if self.split_check else None}
 
 
 def _float_layers(model: keras.Model, cls: type, binary: list) -> list:
@@ -171,9 +214,12 @@ def _agreement_finding(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray
 
 
 def check_deployable(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray, *,
+                     labels: np.ndarray | None = None, dataset: str = "", split: str = "",
                      min_agreement: float = 0.99, trace: bool = True) -> Deployability:
     """Check ``flatbuffer`` (``model``'s conversion) against ``model``: every
-    :class:`Finding` of the module's docstring, the agreement on ``inputs``.
+    :class:`Finding` of the module's docstring, the agreement on ``inputs``; with
+    ``labels``, both models' accuracy on them too (a :class:`SplitCheck` of the split
+    ``split`` of ``dataset``), from the same run of both models.
 
     With ``trace``, an agreement under ``min_agreement`` still passes when every input
     whose top-1 differs (at most :data:`MAX_TRACED`) is traced to rounding
@@ -189,38 +235,10 @@ def check_deployable(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray, 
     """
     inputs = np.asarray(inputs, dtype=np.float32)
     findings = _structure_findings(model, flatbuffer)
-    agreement = compare(model, flatbuffer, inputs)
+    expected, got = predict_both(model, flatbuffer, inputs)
+    agreement = agreement_of(expected, got)
     finding, divergences = _agreement_finding(model, flatbuffer, inputs, agreement,
                                               min_agreement, trace)
-    return Deployability(findings + [finding], agreement, divergences)
-
-
-@dataclass
-class SplitCheck:
-    """The ``.tflite`` and the Keras model on the same dataset split."""
-
-    dataset: str
-    split: str
-    samples: int
-    keras_accuracy: float
-    tflite_accuracy: float
-    top1_agreement: float
-
-    def as_dict(self) -> dict:
-        """The figures as a plain dict."""
-        return asdict(self)
-
-
-def check_split(model: keras.Model, flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *,
-                dataset: str = "", split: str = "") -> SplitCheck:
-    """Accuracy of Keras and of the flatbuffer (LCE's interpreter) on ``x, y``."""
-    from bnn_keras.data import check_input_shape
-
-    check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset or "the data")
-    keras_pred = np.argmax(model.predict(x, batch_size=64, verbose=0), -1)
-    tflite_pred = np.argmax(predict_tflite(flatbuffer, x).reshape(len(x), -1), -1)
-    y = np.asarray(y).reshape(-1)
-    return SplitCheck(dataset=dataset, split=split, samples=len(x),
-                      keras_accuracy=float(np.mean(keras_pred == y)),
-                      tflite_accuracy=float(np.mean(tflite_pred == y)),
-                      top1_agreement=float(np.mean(keras_pred == tflite_pred)))
+    labelled = None if labels is None else split_check(expected, got, labels,
+                                                      dataset=dataset, split=split)
+    return Deployability(findings + [finding], agreement, divergences, labelled)
