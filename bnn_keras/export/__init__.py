@@ -19,6 +19,12 @@ from bnn_keras.export.check import (
     compare,
 )
 from bnn_keras.export.convert import convert, save_inference_graph
+from bnn_keras.export.deploy_layers import (
+    SignKernelConv2D,
+    WholeInputConv2D,
+    WholeInputSignKernelConv2D,
+    needs_whole_input,
+)
 from bnn_keras.export.flatbuffer import (
     ELEMENTWISE_OPS,
     LCE_CUSTOM_OPS,
@@ -30,15 +36,7 @@ from bnn_keras.export.flatbuffer import (
     op_list,
     read_flatbuffer,
 )
-from bnn_keras.export.fold import (
-    SignKernelConv2D,
-    WholeInputConv2D,
-    WholeInputSignKernelConv2D,
-    binary_conv_layers,
-    fold_scales,
-    foldable_biases,
-    needs_whole_input,
-)
+from bnn_keras.export.fold import binary_conv_layers, fold_scales, foldable_biases
 from bnn_keras.export.interpreter import lce_interpreter, predict_tflite
 from bnn_keras.export.report import (
     INT8_WARNING,

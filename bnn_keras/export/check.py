@@ -29,6 +29,7 @@ from bnn_keras.export.flatbuffer import (
 from bnn_keras.export.fold import binary_conv_layers
 from bnn_keras.export.interpreter import predict_tflite
 from bnn_keras.export.trace import Divergence, first_flips
+from bnn_keras.quantizers import has_binary_kernel
 
 #: The most differing inputs :func:`check_deployable` traces; with more, the agreement
 #: check fails without tracing (so many flips are not rounding, and tracing costs one
@@ -170,8 +171,7 @@ def _structure_findings(model: keras.Model, flatbuffer: bytes) -> list[Finding]:
     findings.append(Finding("float_convs", found == convs,
                             f"{found} float CONV_2D for {convs} real convs"))
     dense = _float_layers(model, keras.layers.Dense, binary)
-    binary_dense = [lay.name for lay in dense
-                    if getattr(getattr(lay, "kernel_quantizer", None), "precision", 32) == 1]
+    binary_dense = [lay.name for lay in dense if has_binary_kernel(lay)]
     found = counts.get("FULLY_CONNECTED", 0)
     findings.append(Finding(
         "float_dense", found == len(dense) and not binary_dense,
