@@ -34,7 +34,7 @@ SERIALIZABLE_MODULES = (
     "bnn_keras.training.schedules",
     "bnn_keras.training.optim",
     "bnn_keras.export.shifts",
-    "bnn_keras.export.fold",
+    "bnn_keras.export.deploy_layers",
     "bnn_keras.quantize.ranges",
     "bnn_keras.quantize.layers",
 )

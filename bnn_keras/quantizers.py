@@ -13,10 +13,20 @@ import tf_keras as keras
 from bnn_keras.fusion import exact, fused
 
 
+def is_one_bit(quantizer) -> bool:
+    """Whether ``quantizer`` (a larq quantizer, or ``None``) gives 1-bit values."""
+    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+
+
 def is_binarizing(layer: keras.layers.Layer) -> bool:
     """Whether ``layer`` binarises its input (a larq layer with a 1-bit input quantizer)."""
-    quantizer = getattr(layer, "input_quantizer", None)
-    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+    return is_one_bit(getattr(layer, "input_quantizer", None))
+
+
+def has_binary_kernel(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer``'s kernel is binary (a larq layer with a 1-bit kernel quantizer),
+    whatever its inputs."""
+    return is_one_bit(getattr(layer, "kernel_quantizer", None))
 
 
 def standardize_kernel(kernel: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:

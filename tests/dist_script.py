@@ -27,7 +27,10 @@ if mode == "mirrored":
 
 import tf_keras as keras  # noqa: E402
 
-from bnn_keras.models.reactnet_resnet import build_reactnet_resnet  # noqa: E402
+from bnn_keras.models.reactnet_resnet import (  # noqa: E402
+    ReActNetResNetOptions,
+    build_reactnet_resnet,
+)
 from bnn_keras.training import TrainingModel, adaptive_clip  # noqa: E402
 from bnn_keras.training.distribute import (  # noqa: E402
     global_batches_dataset,
@@ -62,8 +65,9 @@ class PerReplicaAGC(TrainingModel):
 
 
 def build(variant):
-    return build_reactnet_resnet((1, 1), widths=(8, 16), variant=variant,
-                                 num_classes=4, input_shape=SHAPE, name="tiny")
+    return build_reactnet_resnet((1, 1), ReActNetResNetOptions(widths=(8, 16)),
+                                 variant=variant, num_classes=4, input_shape=SHAPE,
+                                 name="tiny")
 
 
 def train(strategy, variant, flags):

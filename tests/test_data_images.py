@@ -296,14 +296,6 @@ def test_dataset_arrays(tmp_path):
     with pytest.raises(BnnError, match="split must be"):
         ds.arrays("validation")
 
-
-def test_moved_folder_names_still_import():
-    from bnn_keras.data import folders, images
-
-    assert images.load_folder is folders.load_folder
-    assert images.unreadable_images is folders.unreadable_images
-
-
 def _corrupt_middle(path):
     """``path`` becomes a JPEG or PNG (by its suffix) of random pixels whose middle third
     is scrambled: its first and last bytes stay valid, and TensorFlow cannot decode it."""

@@ -105,3 +105,58 @@ def test_local_bench_with_float_baseline(small_keras, tmp_path, capsys):
     assert row["accuracy"] == report["split_check"]["tflite_accuracy"]
     code, out, err = run_main(["bench", tflite, "--float-baseline", "--runs", "2"], capsys)
     assert code == 1 and "needs the Keras model" in err and "--keras" in err
+
+
+def test_a_run_and_export_write_the_same_report(tmp_path, capsys, monkeypatch):
+    """A training run's export and `bnn-keras export` are one function: the same report
+    file name and content, from one conversion and one write of the flatbuffer, which
+    is never read back (the file is spoiled right after it is written)."""
+    import importlib
+
+    from bnn_keras import data, models
+    from bnn_keras.export import default_report_path
+    from bnn_keras.training.run_folder import RunFolder
+    from bnn_keras.training.run_steps import export_run
+    from tests.tiny_models import NAME
+
+    report_mod = importlib.import_module("bnn_keras.export.report")
+    calls = {"convert": 0, "write": 0}
+
+    def convert(*args, **kwargs):
+        calls["convert"] += 1
+        return real_convert(*args, **kwargs)
+
+    def write_and_spoil(path, content):
+        calls["write"] += 1
+        written = real_write(path, content)
+        written.write_bytes(b"spoiled")
+        return written
+
+    real_convert, real_write = report_mod.convert, report_mod.atomic_write_bytes
+    monkeypatch.setattr(report_mod, "convert", convert)
+    monkeypatch.setattr(report_mod, "atomic_write_bytes", write_and_spoil)
+
+    net = models.create(NAME, "bf", 10, (32, 32, 3))
+    net.save(tmp_path / "model.keras")
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    metrics = export_run(net, data.load("digits"), folder)
+    assert calls == {"convert": 1, "write": 1}
+    cli_tflite = tmp_path / "cli" / "model.tflite"
+    code, _, err = run_main(["export", tmp_path / "model.keras", "-o", cli_tflite,
+                             "--dataset", "digits"], capsys)
+    assert code == 0, err
+    assert calls == {"convert": 2, "write": 2}
+
+    assert folder.export_report == default_report_path(folder.tflite)
+    ran = json.loads(folder.export_report.read_text())
+    exported = json.loads(default_report_path(cli_tflite).read_text())
+    assert ran.pop("path") == str(folder.tflite) and exported.pop("path") == str(cli_tflite)
+    assert ran == exported
+    check = ran["split_check"]
+    assert check["dataset"] == "digits" and check["split"] == "test"
+    assert check["samples"] == ran["agreement"]["samples"] == len(data.digits_arrays()[3])
+    assert metrics["tflite_test_accuracy"] == check["tflite_accuracy"]
+    assert metrics["top1_agreement_test_split"] == ran["agreement"]["top1_agreement"]
+    assert metrics["tflite_bytes"] == ran["size_bytes"]
+    assert metrics["max_abs_diff"] == ran["agreement"]["max_abs_diff"]

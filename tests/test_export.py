@@ -118,10 +118,10 @@ def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
     import tf_keras as keras
 
     from bnn_keras.export import trace
-    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+    from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions, build_reactnet_resnet
 
-    model = build_reactnet_resnet((2, 1), variant="bn", num_classes=10,
-                                  input_shape=(16, 16, 3), widths=(8, 16), name="tiny")
+    model = build_reactnet_resnet((2, 1), ReActNetResNetOptions(widths=(8, 16)), variant="bn",
+                                  num_classes=10, input_shape=(16, 16, 3), name="tiny")
     x = rng.standard_normal((3, 16, 16, 3)).astype(np.float32)
     export.calibrate_batchnorm(model, x)
     traces = trace.trace_signs(model, x)
@@ -158,11 +158,12 @@ def test_trace_reads_the_binarizer_inputs_out_of_the_flatbuffer(variant, rng):
     import tf_keras as keras
 
     from bnn_keras.export import trace
-    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+    from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions, build_reactnet_resnet
 
     def tiny(blocks, name):
-        return build_reactnet_resnet(blocks, variant=variant, num_classes=10,
-                                     input_shape=(16, 16, 3), widths=(8, 16), name=name)
+        return build_reactnet_resnet(blocks, ReActNetResNetOptions(widths=(8, 16)),
+                                     variant=variant, num_classes=10,
+                                     input_shape=(16, 16, 3), name=name)
 
     model = tiny((2, 1), "tiny")
     assert not variant == "bf" or export.foldable_biases(model)  # the division is tested
@@ -218,14 +219,14 @@ def test_frozen_and_saved_model_routes_convert_alike(monkeypatch, rng):
         _contains_training_quant_op,
     )
 
-    from bnn_keras.models.reactnet_resnet import build_reactnet_resnet
+    from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions, build_reactnet_resnet
 
     convert_module = importlib.import_module("bnn_keras.export.convert")
     assert convert_module.frozen_route_available(), (
         "LCE is not the release the frozen route was written for: check its private "
         "convert_graphdef_to_tflite_flatbuffer and widen FROZEN_ROUTE_LCE, or drop the route")
-    model = build_reactnet_resnet((2, 1), variant="bf", num_classes=10,
-                                  input_shape=(16, 16, 3), widths=(8, 16), name="tiny")
+    model = build_reactnet_resnet((2, 1), ReActNetResNetOptions(widths=(8, 16)), variant="bf",
+                                  num_classes=10, input_shape=(16, 16, 3), name="tiny")
     assert export.foldable_biases(model)
     frozen = export.convert(model)
     monkeypatch.setattr(convert_module, "FROZEN_GRAPH_MAX_BYTES", 0)
@@ -315,12 +316,12 @@ def test_interpreter_crash_in_the_probe_is_one_line(tiny_flatbuffer, tmp_path, m
     import importlib
     import sys
 
-    interpreter = importlib.import_module("bnn_keras.export.interpreter")
+    local = importlib.import_module("bnn_keras.bench.local")
 
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_flatbuffer)
-    interpreter.probe_in_subprocess(path)  # a good model passes
+    local.probe_in_subprocess(path)  # a good model passes
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
-    monkeypatch.setattr(interpreter, "_probe_argv", lambda p: [sys.executable, "-c", crash])
+    monkeypatch.setattr(local, "_probe_argv", lambda p: [sys.executable, "-c", crash])
     with pytest.raises(BnnError, match=r"LCE's interpreter crashed .*m\.tflite.*SIGSEGV"):
-        interpreter.probe_in_subprocess(path)
+        local.probe_in_subprocess(path)

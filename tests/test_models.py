@@ -23,6 +23,51 @@ def test_registry_lists_and_rejects():
         models.create("reactnet_18", "bf", 1, (32, 32, 3))
 
 
+
+@pytest.mark.parametrize("name,variant,options,needle", [
+    ("reactnet_18", "bf", {"depth": 3}, "bad option for model 'reactnet_18': unknown depth"),
+    ("reactnet_18", "bf", {"rprelu": "sideways"}, "rprelu must be one of"),
+    ("reactnet_18", "bn", {"pool_gain": True}, "options of the bf variant"),
+    ("reactnet_18", "bf", {"source": "reactnet"}, "only the bn variant"),
+    ("reactnet_18", "bf", {"alpha": "big"}, "alpha must be a float"),
+    ("reactnet_a", "bf", {"width": 0}, "width must be > 0"),
+    ("birealnet_18", "bf", {"stem": "tiny"}, "stem must be"),
+    ("bnext_tiny", "bn", {"binary_pad": 2}, "binary_pad must be 0 or 1"),
+    ("lqz_quicknet", "bn", {"binary_pad": 0.0}, "binary_pad must be None"),
+])
+def test_options_are_checked_without_building(name, variant, options, needle):
+    """A family's options are one frozen dataclass, checked by name and value before any
+    layer is built; create() takes them as keywords and refuses the same ones."""
+    from dataclasses import replace
+
+    def unbuildable(**kwargs):
+        raise AssertionError("built")
+
+    registry = models.registry._REGISTRY
+    entry = registry[name]
+    assert entry.options is not None
+    registry[name] = replace(entry, builder=unbuildable)  # (isolated: no monkeypatch)
+    try:
+        with pytest.raises(BnnError, match=needle):
+            models.check_options(name, variant, options)
+        with pytest.raises(BnnError, match=needle):
+            models.create(name, variant, 10, (32, 32, 3), **options)
+    finally:
+        registry[name] = entry
+
+
+def test_options_object_reaches_the_builder():
+    from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions
+
+    models.check_options("reactnet_18", "bf", {"rprelu": "branch", "binary_pad": 1})
+    options = ReActNetResNetOptions(stem="small", pool_gain=True)
+    with pytest.raises(AttributeError):
+        options.stem = "imagenet"  # frozen
+    model = models.get("reactnet_18").builder(variant="bf", num_classes=10,
+                                              input_shape=(32, 32, 3), options=options)
+    assert model.get_layer("stem_conv").kernel_size == (3, 3)  # the small stem
+
+
 BINARY_3X3 = sum(9 * c_in * c for c_in, c in [(64, 64)] * 4 + [(64, 128)] + [(128, 128)] * 3
                  + [(128, 256)] + [(256, 256)] * 3 + [(256, 512)] + [(512, 512)] * 3)
 #: BNN_NoBN's downsample 1x1 convs have binary kernels (on real-valued inputs)

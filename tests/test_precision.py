@@ -11,11 +11,10 @@ import tf_keras as keras
 from bnn_keras import models
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdConv2D, ScaledStdQuantConv2D
+from bnn_keras.models.dtypes import float32_model, is_mixed
 from bnn_keras.training import TrainingModel
 from bnn_keras.training.precision import (
     cpu_has_bf16,
-    float32_model,
-    is_mixed,
     precision_policy,
     resolve_precision,
     with_loss_scaling,

@@ -29,6 +29,7 @@ import tf_keras as keras
 from bnn_keras import export, models
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix, Rotate180
+from bnn_keras.quantizers import has_binary_kernel
 
 pytestmark = pytest.mark.isolated  # every family built, trained, converted
 
@@ -133,7 +134,7 @@ def test_zoo_model(name, variant, tmp_path):
     assert stats.binary_params == BINARY_PARAMS[name]  # independent of input and classes
     assert len(export.binary_conv_layers(model)) == BINARY_CONVS[name]
     assert not [lay for lay in model.layers if isinstance(lay, lq.layers.QuantDense)
-                and getattr(lay.kernel_quantizer, "precision", 32) == 1]
+                and has_binary_kernel(lay)]
     x = np.random.default_rng(0).standard_normal((6, *SMALL)).astype(np.float32)
     if _trains(name):
         model = _train_and_round_trip(model, name, variant, x, str(tmp_path / "m.keras"))

@@ -5,7 +5,7 @@ profile of ``--profile`` (:mod:`~bnn_keras.bench.profile` parses the tool's,
 :mod:`~bnn_keras.bench.op_costs` adds MACs, :mod:`~bnn_keras.bench.profile_report` prints
 and plots them)."""
 
-from bnn_keras.bench.local import Latency, benchmark_flatbuffer
+from bnn_keras.bench.local import Latency, benchmark_flatbuffer, probe_in_subprocess
 from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
 from bnn_keras.bench.profile import OpProfile, OpTime, TypeTime, parse_op_profile
 from bnn_keras.bench.remote import RemoteOptions, RemoteRun, benchmark_over_ssh
@@ -17,5 +17,5 @@ __all__ = [
     "BenchRow", "BenchSpec", "BenchmarkOutput", "Latency", "OpProfile", "OpTime",
     "RemoteOptions", "RemoteRun", "SshTarget", "TypeTime", "benchmark_flatbuffer",
     "benchmark_over_ssh", "format_table", "known_accuracy", "parse_benchmark_output",
-    "parse_op_profile", "to_csv",
+    "parse_op_profile", "probe_in_subprocess", "to_csv",
 ]

@@ -109,7 +109,7 @@ def bench(model_paths: tuple[str, ...], **options) -> None:
     sizes = {path: len(read_flatbuffer(path)) for path in model_paths}
     target = _ssh_target(options)
     if target is None:  # the interpreter runs in this process: a crash must not kill it
-        from bnn_keras.export import probe_in_subprocess
+        from bnn_keras.bench.local import probe_in_subprocess
 
         for path in model_paths:
             probe_in_subprocess(path)

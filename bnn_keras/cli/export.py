@@ -51,16 +51,13 @@ def _check_int8_options(quantize: str, calibrate: str | None, int8_range) -> Non
                        "ranges replace the dummy one")
 
 
-def _report_cost(float_model, report, dataset: str, split: str, max_samples,
-                 calibration_images: int) -> None:
+def _report_cost(float_model, report, labelled, calibration_images: int) -> None:
     """Warn with what post-training int8 costs on the split, and add it to the JSON."""
-    from bnn_keras import data
     from bnn_keras.io import atomic_write_json
     from bnn_keras.quantize.ptq import calibration_cost
 
-    x, y = data.load(dataset).arrays(split, max_samples)
-    cost = calibration_cost(float_model, report.split_check.tflite_accuracy, x, y,
-                            dataset=dataset, split=split,
+    cost = calibration_cost(float_model, report.split_check.tflite_accuracy, labelled.x,
+                            labelled.y, dataset=labelled.dataset, split=labelled.split,
                             calibration_images=calibration_images)
     click.echo(f"warning: {cost.message()}", err=True)
     atomic_write_json(report.report_path, {**report.as_dict(), "calibration": cost.as_dict()})
@@ -116,7 +113,7 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export import INT8_WARNING, default_report_path, export_with_report
+    from bnn_keras.export import INT8_WARNING, LabelledSplit, default_report_path, export_model
     from bnn_keras.io import check_writable, load_keras_model
 
     _check_int8_options(quantize, calibrate, int8_range)
@@ -133,19 +130,19 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
         model, calibration_images = post_training_int8(model, calibrate,
                                                        batches=calibration_batches)
         dataset = dataset or calibrate  # the cost needs a split
+    labelled = LabelledSplit.load(dataset, split, max_samples) if dataset else None
     if int8_range:
         click.echo(f"warning: {INT8_WARNING}", err=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="--int8-range", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*experimental_default_int8_range",
                                 category=UserWarning)  # LCE's own; ours is printed above
-        report = export_with_report(model, output, report_path=report_path,
-                                    int8_range=int8_range, dataset=dataset, split=split,
-                                    max_samples=max_samples, num_samples=samples,
-                                    min_agreement=min_agreement, input_type=input_type,
-                                    output_type=output_type)
+        report = export_model(model, output, labelled, report_path=report_path,
+                              int8_range=int8_range, num_samples=samples,
+                              min_agreement=min_agreement, input_type=input_type,
+                              output_type=output_type)
     if quantize == "int8":
-        _report_cost(float_model, report, dataset, split, max_samples, calibration_images)
+        _report_cost(float_model, report, labelled, calibration_images)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         click.echo(f"error: export check failed: {'; '.join(report.problems)}", err=True)

@@ -225,7 +225,7 @@ def train(recipe, stage, resume, resume_from, no_export, quiet, **flags) -> None
     if variant not in entry.variants:
         models.create(model, variant)  # raises the one-line error naming the variants
     if values.get("model_options"):  # a bad option fails here, before any run folder
-        models.create(model, variant, 10, (64, 64, 3), **values["model_options"])
+        models.check_options(model, variant, values["model_options"])
     if not data.is_known(dataset):
         data.load(dataset)  # likewise
     if resume or resume_from:

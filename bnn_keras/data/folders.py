@@ -83,7 +83,7 @@ def _header_problem(path: bytes) -> str | None:
 def _undecodable(paths: list[bytes]) -> set[bytes]:
     """The files of ``paths`` TensorFlow's decoder (the one training uses) fails on, each
     decoded in full, in parallel; libjpeg's lines about them are kept off the terminal."""
-    from bnn_keras.training.resume import quiet_native_logs
+    from bnn_keras.native_logs import quiet_native_logs
 
     if not paths:
         return set()

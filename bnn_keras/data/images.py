@@ -280,10 +280,3 @@ def _prepare_offline(builder, spec: ImageSetSpec, data_dir: str | None,
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     builder.download_and_prepare(download_config=config)
 
-
-def __getattr__(name: str):
-    if name in ("IMAGE_SUFFIXES", "load_folder", "unreadable_images"):  # moved to folders
-        from bnn_keras.data import folders
-
-        return getattr(folders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

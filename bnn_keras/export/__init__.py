@@ -4,7 +4,9 @@ The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE 
 :mod:`~bnn_keras.export.shifts` moving RPReLU's output shift into the layers after it),
 :mod:`~bnn_keras.export.convert` converts it, :mod:`~bnn_keras.export.check` checks the
 flatbuffer against the model (with :mod:`~bnn_keras.export.interpreter` and
-:mod:`~bnn_keras.export.trace`), :mod:`~bnn_keras.export.report` writes what was found.
+:mod:`~bnn_keras.export.trace`), and :func:`~bnn_keras.export.export_model` (in
+:mod:`~bnn_keras.export.report`) does all of it once and writes what was found: the one
+export of ``bnn-keras export`` and of a training run.
 """
 
 from bnn_keras.export.calibrate import calibrate_batchnorm, perturb_shifts
@@ -14,10 +16,15 @@ from bnn_keras.export.check import (
     Finding,
     SplitCheck,
     check_deployable,
-    check_split,
     compare,
 )
 from bnn_keras.export.convert import convert, save_inference_graph
+from bnn_keras.export.deploy_layers import (
+    SignKernelConv2D,
+    WholeInputConv2D,
+    WholeInputSignKernelConv2D,
+    needs_whole_input,
+)
 from bnn_keras.export.flatbuffer import (
     ELEMENTWISE_OPS,
     LCE_CUSTOM_OPS,
@@ -29,23 +36,14 @@ from bnn_keras.export.flatbuffer import (
     op_list,
     read_flatbuffer,
 )
-from bnn_keras.export.fold import (
-    SignKernelConv2D,
-    WholeInputConv2D,
-    WholeInputSignKernelConv2D,
-    binary_conv_layers,
-    fold_scales,
-    foldable_biases,
-    needs_whole_input,
-)
-from bnn_keras.export.interpreter import lce_interpreter, predict_tflite, probe_in_subprocess
+from bnn_keras.export.fold import binary_conv_layers, fold_scales, foldable_biases
+from bnn_keras.export.interpreter import lce_interpreter, predict_tflite
 from bnn_keras.export.report import (
     INT8_WARNING,
-    DeployReport,
     ExportReport,
+    LabelledSplit,
     default_report_path,
     export_model,
-    export_with_report,
     mac_figures,
     size_figures,
 )
@@ -54,16 +52,16 @@ from bnn_keras.export.trace import Divergence, SignTrace, first_flips, trace_sig
 
 __all__ = [
     "ELEMENTWISE_OPS", "INT8_WARNING", "LCE_CUSTOM_OPS",
-    "Agreement", "DeployRPReLU", "DeployReport", "Deployability", "Divergence", "ExportReport",
-    "Finding", "ShiftPlan",
+    "Agreement", "DeployRPReLU", "Deployability", "Divergence", "ExportReport",
+    "Finding", "LabelledSplit", "ShiftPlan",
     "SignKernelConv2D", "SignTrace", "SplitCheck", "WholeInputConv2D",
     "WholeInputSignKernelConv2D",
     "bconv_options", "binary_conv_layers", "calibrate_batchnorm", "check_deployable",
-    "check_flatbuffer", "check_split", "compare", "convert", "default_report_path",
-    "elementwise_counts", "export_model", "export_with_report", "first_flips", "fold_scales",
+    "check_flatbuffer", "compare", "convert", "default_report_path",
+    "elementwise_counts", "export_model", "first_flips", "fold_scales",
     "foldable_biases",
     "input_producers", "lce_interpreter", "mac_figures", "needs_whole_input", "op_counts",
-    "op_list", "perturb_shifts", "plan_shifts", "predict_tflite", "probe_in_subprocess",
+    "op_list", "perturb_shifts", "plan_shifts", "predict_tflite",
     "read_flatbuffer",
     "save_inference_graph", "size_figures", "trace_signs",
 ]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tf_keras as keras
 
+from bnn_keras.export.finding import Finding
 from bnn_keras.export.flatbuffer import (
     bconv_options,
     input_producers,
@@ -32,6 +33,7 @@ from bnn_keras.export.fold import binary_conv_layers
 from bnn_keras.export.int8 import int8_findings
 from bnn_keras.export.interpreter import predict_tflite
 from bnn_keras.export.trace import Divergence, first_flips
+from bnn_keras.quantizers import has_binary_kernel
 
 #: The most differing inputs :func:`check_deployable` traces; with more, the agreement
 #: check fails without tracing (so many flips are not rounding, and tracing costs one
@@ -49,37 +51,70 @@ class Agreement:
     disagreeing: list[int] = field(default_factory=list)  # indices whose top-1 differs
 
 
-def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
-    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+def predict_both(model: keras.Model, flatbuffer: bytes,
+                 inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s outputs on ``inputs`` and the flatbuffer's (LCE's interpreter), in the
+    model's output shape."""
     inputs = np.asarray(inputs, dtype=np.float32)
     expected = model.predict(inputs, batch_size=64, verbose=0)
-    got = predict_tflite(flatbuffer, inputs).reshape(expected.shape)
+    return expected, predict_tflite(flatbuffer, inputs).reshape(expected.shape)
+
+
+def agreement_of(expected: np.ndarray, got: np.ndarray) -> Agreement:
+    """How the flatbuffer's outputs ``got`` agree with Keras's ``expected``."""
     same = np.argmax(got, -1) == np.argmax(expected, -1)
     return Agreement(
-        samples=len(inputs),
+        samples=len(expected),
         top1_agreement=float(np.mean(same)),
         max_abs_diff=float(np.max(np.abs(got - expected))),
         disagreeing=[int(i) for i in np.flatnonzero(~same)],
     )
 
 
-@dataclass
-class Finding:
-    """One question of the deployability check, answered."""
+def compare(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Agreement:
+    """Run ``inputs`` through the Keras model and the flatbuffer (LCE's interpreter)."""
+    return agreement_of(*predict_both(model, flatbuffer, inputs))
 
-    check: str
-    ok: bool
-    detail: str
+
+@dataclass
+class SplitCheck:
+    """The ``.tflite`` and the Keras model on the same labelled images (a dataset split)."""
+
+    dataset: str
+    split: str
+    samples: int
+    keras_accuracy: float
+    tflite_accuracy: float
+    top1_agreement: float
+
+    def as_dict(self) -> dict:
+        """The figures as a plain dict."""
+        return asdict(self)
+
+
+def split_check(expected: np.ndarray, got: np.ndarray, labels: np.ndarray, *,
+                dataset: str = "", split: str = "") -> SplitCheck:
+    """Accuracy of Keras's outputs ``expected`` and of the flatbuffer's ``got`` against
+    ``labels``."""
+    keras_top1 = np.argmax(expected.reshape(len(expected), -1), -1)
+    tflite_top1 = np.argmax(got.reshape(len(got), -1), -1)
+    labels = np.asarray(labels).reshape(-1)
+    return SplitCheck(dataset=dataset, split=split, samples=len(labels),
+                      keras_accuracy=float(np.mean(keras_top1 == labels)),
+                      tflite_accuracy=float(np.mean(tflite_top1 == labels)),
+                      top1_agreement=float(np.mean(keras_top1 == tflite_top1)))
 
 
 @dataclass
 class Deployability:
-    """Every :class:`Finding` on a flatbuffer, the agreement they read and, for the inputs
-    whose top-1 differs, where the runtimes part (when traced)."""
+    """Every :class:`Finding` on a flatbuffer, the agreement they read, for the inputs
+    whose top-1 differs where the runtimes part (when traced) and, for labelled inputs,
+    both models' accuracy."""
 
     findings: list[Finding]
     agreement: Agreement | None = None
     divergences: list[Divergence] = field(default_factory=list)
+    split_check: SplitCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,7 +135,8 @@ class Deployability:
         return {"ok": self.ok, "findings": [asdict(f) for f in self.findings],
                 "agreement": asdict(self.agreement) if self.agreement else None,
                 "divergences": [asdict(d) | {"rounding": d.rounding}
-                                for d in self.divergences]}
+                                for d in self.divergences],
+                "split_check": asdict(self.split_check) if self.split_check else None}
 
 
 def _float_layers(model: keras.Model, cls: type, binary: list) -> list:
@@ -130,8 +166,7 @@ def _structure_findings(model: keras.Model, flatbuffer: bytes) -> list[Finding]:
     findings.append(Finding("float_convs", found == convs,
                             f"{found} float CONV_2D for {convs} real convs"))
     dense = _float_layers(model, keras.layers.Dense, binary)
-    binary_dense = [lay.name for lay in dense
-                    if getattr(getattr(lay, "kernel_quantizer", None), "precision", 32) == 1]
+    binary_dense = [lay.name for lay in dense if has_binary_kernel(lay)]
     found = counts.get("FULLY_CONNECTED", 0)
     findings.append(Finding(
         "float_dense", found == len(dense) and not binary_dense,
@@ -174,9 +209,12 @@ def _agreement_finding(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray
 
 
 def check_deployable(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray, *,
+                     labels: np.ndarray | None = None, dataset: str = "", split: str = "",
                      min_agreement: float = 0.99, trace: bool = True) -> Deployability:
     """Check ``flatbuffer`` (``model``'s conversion) against ``model``: every
-    :class:`Finding` of the module's docstring, the agreement on ``inputs``.
+    :class:`Finding` of the module's docstring, the agreement on ``inputs``; with
+    ``labels``, both models' accuracy on them too (a :class:`SplitCheck` of the split
+    ``split`` of ``dataset``), from the same run of both models.
 
     With ``trace``, an agreement under ``min_agreement`` still passes when every input
     whose top-1 differs (at most :data:`MAX_TRACED`) is traced to rounding
@@ -197,40 +235,12 @@ def check_deployable(model: keras.Model, flatbuffer: bytes, inputs: np.ndarray, 
     int8 = is_quantized(model)
     if int8:
         findings += int8_findings(flatbuffer)
-    agreement = compare(model, flatbuffer, inputs)
+    expected, got = predict_both(model, flatbuffer, inputs)
+    agreement = agreement_of(expected, got)
     # an int8 net's differences come from integer rounding, which the float sign trace
     # cannot tell apart
     finding, divergences = _agreement_finding(model, flatbuffer, inputs, agreement,
                                               min_agreement, trace and not int8)
-    return Deployability(findings + [finding], agreement, divergences)
-
-
-@dataclass
-class SplitCheck:
-    """The ``.tflite`` and the Keras model on the same dataset split."""
-
-    dataset: str
-    split: str
-    samples: int
-    keras_accuracy: float
-    tflite_accuracy: float
-    top1_agreement: float
-
-    def as_dict(self) -> dict:
-        """The figures as a plain dict."""
-        return asdict(self)
-
-
-def check_split(model: keras.Model, flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *,
-                dataset: str = "", split: str = "") -> SplitCheck:
-    """Accuracy of Keras and of the flatbuffer (LCE's interpreter) on ``x, y``."""
-    from bnn_keras.data import check_input_shape
-
-    check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset or "the data")
-    keras_pred = np.argmax(model.predict(x, batch_size=64, verbose=0), -1)
-    tflite_pred = np.argmax(predict_tflite(flatbuffer, x).reshape(len(x), -1), -1)
-    y = np.asarray(y).reshape(-1)
-    return SplitCheck(dataset=dataset, split=split, samples=len(x),
-                      keras_accuracy=float(np.mean(keras_pred == y)),
-                      tflite_accuracy=float(np.mean(tflite_pred == y)),
-                      top1_agreement=float(np.mean(keras_pred == tflite_pred)))
+    labelled = None if labels is None else split_check(expected, got, labels,
+                                                      dataset=dataset, split=split)
+    return Deployability(findings + [finding], agreement, divergences, labelled)

@@ -19,6 +19,7 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.flatbuffer import LCE_CUSTOM_OPS, op_counts
 from bnn_keras.export.fold import fold_scales
+from bnn_keras.models.dtypes import float32_model
 
 #: Models with fewer bytes of variables than this convert through a frozen GraphDef;
 #: larger ones through a SavedModel, because freezing copies every weight into the
@@ -126,7 +127,6 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
     import larq_compute_engine as lce
 
     from bnn_keras.quantize import is_quantized, require_ranges
-    from bnn_keras.training.precision import float32_model
 
     model = float32_model(model)  # a mixed-precision network deploys as float32
     if is_quantized(model):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnn_keras.errors import BnnError, first_line
+from bnn_keras.export.finding import Finding
 from bnn_keras.export.flatbuffer import _op_names, _parse
 
 #: The input and output types an export can give its flatbuffer.
@@ -115,7 +116,6 @@ def sandwiched_ops(data: bytes) -> list[str]:
 
 def int8_findings(data: bytes) -> list:
     """The int8 :class:`~bnn_keras.export.Finding` s of the module's docstring."""
-    from bnn_keras.export.check import Finding
 
     macs = int8_mac_figures(data)
     float_ops = macs["float_mac_ops"]

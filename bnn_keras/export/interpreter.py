@@ -1,12 +1,8 @@
-"""LCE's interpreter: loading a flatbuffer, running it, and a crash-proof first run."""
+"""LCE's interpreter: loading a flatbuffer and running it."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -48,34 +44,3 @@ def predict_tflite(flatbuffer: bytes, inputs: np.ndarray) -> np.ndarray:
         outputs = (outputs.astype(np.float32) - zero) * scale
     return outputs
 
-
-def _probe_argv(path: Path) -> list[str]:
-    from bnn_keras.bench.remote import runner_script
-
-    return [sys.executable, str(runner_script()), f"--graph={path}", "--num_threads=1",
-            "--num_runs=1", "--warmup_runs=0", "--min_secs=0", "--warmup_min_secs=0"]
-
-
-def probe_in_subprocess(path: str | os.PathLike, timeout: float = 600.0) -> None:
-    """Build LCE's interpreter on the model file and run it once, in a child process.
-
-    What :func:`~bnn_keras.export.flatbuffer.read_flatbuffer`'s checks cannot see (a
-    damaged body whose indices are all in range) may still crash the interpreter; in a
-    child (the board runner, which needs no TensorFlow) that crash becomes a one-line
-    :class:`BnnError` instead of killing this process, and its temporary files with it.
-    """
-    try:
-        proc = subprocess.run(_probe_argv(Path(path)), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, errors="replace",
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BnnError(f"LCE's interpreter did not finish one run of {path} in "
-                       f"{timeout:.0f} s") from None
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        raise BnnError(f"LCE's interpreter crashed on {path} ({name}): the file is damaged "
-                       "or not a model it can run")
-    if proc.returncode:
-        errors = [line[len("ERROR: "):] for line in proc.stdout.splitlines()
-                  if line.startswith("ERROR: ")] or ["exit status " + str(proc.returncode)]
-        raise BnnError(f"LCE's interpreter cannot run {path}: {errors[0][:200]}")

@@ -1,13 +1,14 @@
-"""The export report: what an export wrote and whether it deploys as a BNN.
+"""The export: one function, :func:`export_model`, for ``bnn-keras export`` and for the
+end of a training run.
 
-:func:`export_model` converts, writes the flatbuffer and runs the deployability check
-(:func:`~bnn_keras.export.check_deployable`) into an :class:`ExportReport`;
-:func:`export_with_report` adds what ``bnn-keras export`` reports beside it (a
-:class:`DeployReport`): is the flatbuffer the model that was trained (top-1 agreement
-with Keras, and accuracy on a dataset split next to Keras' accuracy), is it as binary as
-it can be (ops by type, the deployability findings, the share of MACs in binary ops) and
-is it as small as it can be (size against the ideal size: binary weights at one bit,
-every other weight at its own width), written as JSON beside the ``.tflite``.
+It converts the model once, writes the flatbuffer, checks the bytes it holds (never
+reading the file back) with :func:`~bnn_keras.export.check_deployable` (one run of
+Keras and of LCE's interpreter over the inputs) and writes an :class:`ExportReport` as
+JSON beside the ``.tflite`` (``<stem>.report.json``): is the flatbuffer the model that
+was trained (top-1 agreement with Keras and, on a labelled split, both accuracies), is
+it as binary as it can be (ops by type, the deployability findings, the share of MACs in
+binary ops) and is it as small as it can be (size against the ideal size: binary
+weights at one bit, every other weight at its own width).
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ import numpy as np
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.export.check import (
-    Agreement,
-    Finding,
-    SplitCheck,
-    check_deployable,
-    check_split,
-)
+from bnn_keras.export.check import Agreement, Finding, SplitCheck, check_deployable
 from bnn_keras.export.convert import convert
 from bnn_keras.export.flatbuffer import op_counts
 from bnn_keras.export.fold import binary_conv_layers
@@ -36,9 +31,8 @@ from bnn_keras.export.trace import Divergence
 from bnn_keras.io import atomic_write_bytes, atomic_write_json
 from bnn_keras.models.stats import ModelStats, model_stats
 
-__all__ = ["INT8_WARNING", "DeployReport", "ExportReport", "SizeFigures", "SplitCheck",
-           "check_split", "default_report_path", "export_model", "export_with_report",
-           "mac_figures", "size_figures"]
+__all__ = ["INT8_WARNING", "ExportReport", "LabelledSplit", "SizeFigures",
+           "default_report_path", "export_model", "mac_figures", "size_figures"]
 
 INT8_WARNING = ("--int8-range quantizes every tensor without a recorded range to int8 with "
                 "one fixed (dummy) range: accuracy is not meaningful, use the file for "
@@ -86,13 +80,15 @@ def mac_figures(stats: ModelStats) -> dict:
 
 @dataclass
 class ExportReport:
-    """What an export produced and whether it is deployable as a BNN."""
+    """What an export wrote, whether it deploys as a BNN, and its size and MAC figures."""
 
     path: str
     size_bytes: int
     ops: dict[str, int]
     binary_convs: int
     lce_bconv2d: int
+    size: SizeFigures
+    macs: dict
     agreement: Agreement | None = None
     min_agreement: float = 0.99
     problems: list[str] = field(default_factory=list)
@@ -101,6 +97,9 @@ class ExportReport:
     int8: bool = False  # an int8 + 1-bit flatbuffer (a quantization-aware model)
     input_type: str = "float32"
     output_type: str = "float32"
+    int8_range: tuple[float, float] | None = None
+    split_check: SplitCheck | None = None
+    report_path: str | None = None
 
     @property
     def all_lowered(self) -> bool:
@@ -113,11 +112,19 @@ class ExportReport:
         return not self.problems
 
     def as_dict(self) -> dict:
-        """The report as plain data, with ``all_lowered`` and ``ok``."""
+        """The report as plain data (what the JSON file holds)."""
         data = asdict(self)
+        for derived in ("size", "macs", "int8_range", "split_check", "report_path"):
+            del data[derived]
         data["divergences"] = [asdict(d) | {"rounding": d.rounding} for d in self.divergences]
-        data["all_lowered"] = self.all_lowered
-        data["ok"] = self.ok
+        data.update(
+            all_lowered=self.all_lowered, ok=self.ok, ops_total=sum(self.ops.values()),
+            size=self.size.as_dict(), ideal_size_bytes=self.size.ideal_bytes,
+            size_over_ideal=self.size.size_over_ideal, **self.macs,
+            int8_range=list(self.int8_range) if self.int8_range else None,
+            agreement_enforced=self.int8_range is None,
+            split_check=self.split_check.as_dict() if self.split_check else None,
+        )
         return data
 
     def format(self) -> str:
@@ -139,87 +146,15 @@ class ExportReport:
             lines += [f"  {f.check:<17} {'ok' if f.ok else 'FAIL':<5} {f.detail}"
                       for f in self.findings]
         lines += [f"problem: {p}" for p in self.problems]
-        return "\n".join(lines)
+        return "\n".join(lines + self._figure_lines())
 
-
-def export_model(model: keras.Model, output: str | os.PathLike,
-                 sample_inputs: np.ndarray | None = None, *, num_samples: int = 32,
-                 min_agreement: float = 0.99, seed: int = 0,
-                 lce_kwargs: dict | None = None, input_type: str = "float32",
-                 output_type: str = "float32") -> ExportReport:
-    """Convert ``model``, write the flatbuffer atomically and check it
-    (:func:`~bnn_keras.export.check_deployable`, on ``sample_inputs``, or standard-normal
-    inputs when ``None``).
-
-    Failing findings are listed in the report's ``problems``, not raised; the file is
-    written either way. ``lce_kwargs`` go to the LCE converter (e.g.
-    ``experimental_default_int8_range``). A quantization-aware model's file reads
-    ``input_type`` and writes ``output_type`` (``float32``, ``int8`` or ``uint8``; the
-    checks run on its float32-input twin, the same ops inside).
-    """
-    from bnn_keras.quantize import is_quantized
-
-    check_io_types(model, input_type, output_type)
-    flatbuffer = convert(model, **(lce_kwargs or {}))
-    deployed = with_io_types(flatbuffer, input_type, output_type)
-    path = atomic_write_bytes(output, deployed)
-    if sample_inputs is None:
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        sample_inputs = np.random.default_rng(seed).standard_normal(
-            (num_samples, *shape)).astype(np.float32)
-    result = check_deployable(model, flatbuffer, sample_inputs, min_agreement=min_agreement)
-    counts = op_counts(flatbuffer)
-    return ExportReport(
-        path=str(path), size_bytes=len(deployed), ops=dict(op_counts(deployed)),
-        binary_convs=len(binary_conv_layers(model)), lce_bconv2d=counts.get("LceBconv2d", 0),
-        agreement=result.agreement, min_agreement=min_agreement, problems=result.problems,
-        findings=result.findings, divergences=result.divergences, int8=is_quantized(model),
-        input_type=input_type, output_type=output_type)
-
-
-@dataclass
-class DeployReport:
-    """:class:`ExportReport` plus the size, MAC and dataset figures."""
-
-    export: ExportReport
-    size: SizeFigures
-    macs: dict
-    int8_range: tuple[float, float] | None = None
-    split_check: SplitCheck | None = None
-    report_path: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """No problem found (see :attr:`ExportReport.ok`)."""
-        return self.export.ok
-
-    @property
-    def problems(self) -> list[str]:
-        """What failed the export checks."""
-        return self.export.problems
-
-    def as_dict(self) -> dict:
-        """The export report's dict with the size, MAC, int8 and dataset figures."""
-        data = self.export.as_dict()
-        data.update(
-            ops_total=sum(self.export.ops.values()),
-            size=self.size.as_dict(), ideal_size_bytes=self.size.ideal_bytes,
-            size_over_ideal=self.size.size_over_ideal, **self.macs,
-            int8_range=list(self.int8_range) if self.int8_range else None,
-            agreement_enforced=self.int8_range is None,
-            split_check=self.split_check.as_dict() if self.split_check else None,
-        )
-        return data
-
-    def format(self) -> str:
-        """The human-readable report."""
-        lines = [self.export.format()]
+    def _figure_lines(self) -> list[str]:
         s = self.size
-        lines.append(f"size {s.size_bytes / 1024:.1f} KiB, ideal {s.ideal_bytes / 1024:.1f} KiB "
-                     f"({s.binary_params:,} 1-bit weights / 8 + {s.other_params:,} other "
-                     f"weights x {s.other_param_bytes} B): {s.size_over_ideal:.2f}x the ideal")
-        lines.append(f"binary MACs: {self.macs['binary_mac_share']:.1%} of all MACs "
-                     f"({self.macs['binary_macs']:,} binary, {self.macs['float_macs']:,} float)")
+        lines = [f"size {s.size_bytes / 1024:.1f} KiB, ideal {s.ideal_bytes / 1024:.1f} KiB "
+                 f"({s.binary_params:,} 1-bit weights / 8 + {s.other_params:,} other "
+                 f"weights x {s.other_param_bytes} B): {s.size_over_ideal:.2f}x the ideal",
+                 f"binary MACs: {self.macs['binary_mac_share']:.1%} of all MACs "
+                 f"({self.macs['binary_macs']:,} binary, {self.macs['float_macs']:,} float)"]
         if self.int8_range:
             lines.append(f"int8 range {self.int8_range}: agreement not enforced "
                          "(latency studies only)")
@@ -230,7 +165,26 @@ class DeployReport:
                          f"top-1 agreement {c.top1_agreement:.2%}")
         if self.report_path:
             lines.append(f"report: {self.report_path}")
-        return "\n".join(lines)
+        return lines
+
+
+@dataclass(frozen=True)
+class LabelledSplit:
+    """Labelled images an export is checked on: ``x``, ``y`` of ``dataset``'s ``split``."""
+
+    dataset: str
+    split: str
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def load(cls, dataset: str, split: str = "test", limit: int | None = None,
+             ) -> LabelledSplit:
+        """All (or the first ``limit``) images and labels of a dataset's split."""
+        from bnn_keras import data
+
+        x, y = data.load(dataset).arrays(split, limit)
+        return cls(dataset, split, x, y)
 
 
 def default_report_path(tflite: str | os.PathLike) -> Path:
@@ -239,49 +193,77 @@ def default_report_path(tflite: str | os.PathLike) -> Path:
     return tflite.with_name(f"{tflite.stem}.report.json")
 
 
-def export_with_report(model: keras.Model, output: str | os.PathLike, *,
-                       report_path: str | os.PathLike | None = None,
-                       int8_range: tuple[float, float] | None = None,
-                       dataset: str | None = None, split: str = "test",
-                       max_samples: int | None = None, num_samples: int = 32,
-                       min_agreement: float = 0.99, input_type: str = "float32",
-                       output_type: str = "float32") -> DeployReport:
-    """Export ``model`` (see :func:`export_model`) and write the JSON
-    report beside the ``.tflite`` (``report_path`` or ``<stem>.report.json``).
+def _int8_kwargs(int8_range: tuple[float, float] | None) -> dict:
+    """LCE's options for ``int8_range`` (``experimental_default_int8_range``), warning
+    that the accuracy is then not meaningful."""
+    if int8_range is None:
+        return {}
+    low, high = (float(v) for v in int8_range)
+    if not low < high:
+        raise BnnError(f"int8 range must be MIN,MAX with MIN < MAX, got {int8_range!r}")
+    warnings.warn(INT8_WARNING, UserWarning, stacklevel=3)
+    return {"experimental_default_int8_range": (low, high)}
 
-    With ``dataset``, the agreement is measured on that split's images and the split's
-    accuracy of both models is reported. With ``int8_range`` (LCE's
-    ``experimental_default_int8_range``) a warning is issued and the agreement is
-    reported but not enforced. ``input_type`` and ``output_type``: see
-    :func:`export_model`; the ideal size counts a quantization-aware model's other
-    weights at one byte.
+
+def _check_inputs(model: keras.Model, labelled: LabelledSplit | None, num_samples: int,
+                  seed: int) -> np.ndarray:
+    """The labelled images (checked against the model's input), or standard-normal ones."""
+    if labelled is not None:
+        from bnn_keras.data import check_input_shape
+
+        check_input_shape(model.input_shape[1:], labelled.x.shape[1:], model.name,
+                          labelled.dataset or "the data")
+        return labelled.x
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    return np.random.default_rng(seed).standard_normal((num_samples, *shape)).astype(np.float32)
+
+
+def export_model(model: keras.Model, output: str | os.PathLike,
+                 labelled: LabelledSplit | None = None, *,
+                 report_path: str | os.PathLike | None = None,
+                 int8_range: tuple[float, float] | None = None, num_samples: int = 32,
+                 min_agreement: float = 0.99, seed: int = 0, input_type: str = "float32",
+                 output_type: str = "float32") -> ExportReport:
+    """Convert ``model`` once, write the flatbuffer to ``output`` atomically, check it and
+    write the report as JSON (``report_path``, default ``<stem>.report.json`` beside it).
+
+    The check runs on ``labelled``'s images, reporting both models' accuracy on them, or
+    on ``num_samples`` standard-normal inputs. Failing findings are listed in the
+    report's ``problems``, not raised; the files are written either way. With
+    ``int8_range`` (LCE's ``experimental_default_int8_range``) a warning is issued and
+    the agreement is reported but not enforced. A quantization-aware model's file reads
+    ``input_type`` and writes ``output_type`` (``float32``, ``int8`` or ``uint8``; the
+    checks run on its float32-input twin, the same ops inside) and its ideal size counts
+    its other weights at one byte.
+
+    Example:
+        ```python
+        report = export.export_model(net, "r18.tflite", export.LabelledSplit.load("digits"))
+        assert report.ok, report.problems
+        ```
     """
-    lce_kwargs = {}
-    if int8_range is not None:
-        low, high = (float(v) for v in int8_range)
-        if not low < high:
-            raise BnnError(f"int8 range must be MIN,MAX with MIN < MAX, got {int8_range!r}")
-        int8_range = (low, high)
-        lce_kwargs["experimental_default_int8_range"] = int8_range
-        warnings.warn(INT8_WARNING, UserWarning, stacklevel=2)
-    x = y = None
-    if dataset:
-        from bnn_keras import data
+    from bnn_keras.quantize import is_quantized
 
-        x, y = data.load(dataset).arrays(split, max_samples)
-        data.check_input_shape(model.input_shape[1:], x.shape[1:], model.name, dataset)
-    report = export_model(model, output, x, num_samples=num_samples,
-                          min_agreement=0.0 if int8_range else min_agreement,
-                          lce_kwargs=lce_kwargs, input_type=input_type,
-                          output_type=output_type)
-    report.min_agreement = min_agreement
-    stats = model_stats(model)
-    int8 = bool(int8_range) or report.int8
-    deploy = DeployReport(export=report, size=size_figures(stats, report.size_bytes, int8=int8),
-                          macs=mac_figures(stats), int8_range=int8_range)
-    if dataset:
-        flatbuffer = Path(report.path).read_bytes()
-        deploy.split_check = check_split(model, flatbuffer, x, y, dataset=dataset, split=split)
-    path = Path(report_path) if report_path else default_report_path(report.path)
-    deploy.report_path = str(atomic_write_json(path, deploy.as_dict()))
-    return deploy
+    check_io_types(model, input_type, output_type)
+    lce_kwargs = _int8_kwargs(int8_range)
+    inputs = _check_inputs(model, labelled, num_samples, seed)
+    flatbuffer = convert(model, **lce_kwargs)  # checked below as bytes: never read back
+    deployed = with_io_types(flatbuffer, input_type, output_type)
+    path = atomic_write_bytes(output, deployed)
+    result = check_deployable(
+        model, flatbuffer, inputs, labels=labelled.y if labelled else None,
+        dataset=labelled.dataset if labelled else "", split=labelled.split if labelled else "",
+        min_agreement=0.0 if lce_kwargs else min_agreement)
+    counts, stats, int8 = op_counts(flatbuffer), model_stats(model), is_quantized(model)
+    report = ExportReport(
+        path=str(path), size_bytes=len(deployed), ops=dict(op_counts(deployed)),
+        binary_convs=len(binary_conv_layers(model)), lce_bconv2d=counts.get("LceBconv2d", 0),
+        size=size_figures(stats, len(deployed), int8=int8 or bool(lce_kwargs)),
+        macs=mac_figures(stats), agreement=result.agreement, min_agreement=min_agreement,
+        problems=result.problems, findings=result.findings, divergences=result.divergences,
+        int8_range=lce_kwargs.get("experimental_default_int8_range"),
+        split_check=result.split_check, int8=int8, input_type=input_type,
+        output_type=output_type)
+    report_path = Path(report_path) if report_path else default_report_path(path)
+    report.report_path = str(atomic_write_json(report_path, report.as_dict()))
+    return report

@@ -39,7 +39,8 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
         check_input_shape(model.input_shape[1:], data_shape, source.path.name, dataset)
         logits = model.predict(images, batch_size=128, verbose=0)
     else:
-        from bnn_keras.export import lce_interpreter, probe_in_subprocess, read_flatbuffer
+        from bnn_keras.bench.local import probe_in_subprocess
+        from bnn_keras.export import lce_interpreter, read_flatbuffer
 
         flatbuffer = read_flatbuffer(source.path)
         probe_in_subprocess(source.path)  # a crash there is an error here, not a segfault

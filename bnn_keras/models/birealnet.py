@@ -22,18 +22,21 @@ Variants:
             from :func:`~bnn_keras.models.common.variance_schedule`, which restarts the
             variance at 1 before a transition (so that ``beta`` is 1).
 
-``align`` and ``binary_pad``: :func:`bnn_keras.models.common.check_conventions` (the
-defaults compute the official network).
+Options (:class:`BiRealNetOptions`): ``align`` and ``binary_pad``
+(:func:`bnn_keras.models.common.check_conventions`), ``stem``, ``alpha`` and ``widths``;
+the defaults compute the official network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.models.common import (
+    NetOptions,
     avg_pool,
     batch_norm,
     binary_conv,
@@ -49,71 +52,77 @@ VARIANTS = ("bn", "bf")
 WIDTHS = (64, 128, 256, 512)
 
 
-def _block(x: tf.Tensor, filters: int, strides: int, variant: str, name: str,
-           alpha: float, beta: float, binary_pad: float, init: str) -> tf.Tensor:
+@dataclass(frozen=True)
+class BiRealNetOptions(NetOptions):
+    """What a Bi-Real Net can vary (defaults: the paper's network):
+    :class:`~bnn_keras.models.common.NetOptions` and the channels of each stage,
+    ``widths``."""
+
+    widths: tuple[int, ...] = WIDTHS
+
+
+def _block(x: tf.Tensor, filters: int, strides: int, options: BiRealNetOptions, *,
+           variant: str, name: str, beta: float) -> tf.Tensor:
     in_filters = int(x.shape[-1])
     bf = variant == "bf"
     h = binary_conv(x, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
-                    output_scale=alpha if bf else 1.0, pad_value=binary_pad, init=init)
+                    output_scale=options.alpha if bf else 1.0, pad_value=options.binary_pad,
+                    init=options.init)
     h = batch_norm(h, variant, f"{name}_bn")
     shortcut = x
     if strides != 1 or in_filters != filters:
         if strides != 1:
             shortcut = avg_pool(shortcut, strides, f"{name}_down_pool")
         shortcut = real_conv(shortcut, filters, 1, variant=variant, name=f"{name}_down_conv",
-                             output_scale=beta * strides if bf else 1.0, init=init)
+                             output_scale=beta * strides if bf else 1.0, init=options.init)
         shortcut = batch_norm(shortcut, variant, f"{name}_down_bn")
     return keras.layers.Add(name=f"{name}_add")([h, shortcut])
 
 
-def build_birealnet(blocks: Sequence[int], *, variant: str, num_classes: int,
-                    input_shape: tuple[int, int, int], stem: str = "auto",
-                    alpha: float = 0.2, widths: Sequence[int] = WIDTHS,
-                    align: str = "torch", binary_pad: float = 0.0, init: str = "torch",
+def build_birealnet(blocks: Sequence[int], options: BiRealNetOptions = BiRealNetOptions(), *,
+                    variant: str, num_classes: int, input_shape: tuple[int, int, int],
                     name: str = "birealnet") -> keras.Model:
     """Build a Bi-Real Net with ``blocks[i]`` blocks in stage ``i``.
 
     Args:
         blocks: blocks per stage, e.g. ``(4, 4, 4, 4)`` for Bi-Real Net 18.
+        options: what the network varies (:class:`BiRealNetOptions`).
         variant: ``"bn"`` or ``"bf"``.
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
-        stem: ``"imagenet"``, ``"small"`` or ``"auto"`` (see
-            :func:`bnn_keras.models.common.resolve_stem`).
-        alpha: the BN-free residual branch scale.
-        widths: channels of each stage.
-        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
-        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
-                                    init=init)
-    x = resnet_stem(x, widths[0], stem, variant, init)
+    inputs, x, stem = start_network(input_shape, options, variant)
+    x = resnet_stem(x, options.widths[0], stem, variant, options.init)
     # a stage's first block has the downsample shortcut, except in stage 1 (stem width)
     betas = variance_schedule((b == 0 and stage > 1 for stage, n_blocks in
-                               enumerate(blocks, start=1) for b in range(n_blocks)), alpha)
-    for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
+                               enumerate(blocks, start=1) for b in range(n_blocks)),
+                              options.alpha)
+    for stage, (n_blocks, filters) in enumerate(zip(blocks, options.widths), start=1):
         for b in range(n_blocks):
             strides = 2 if (b == 0 and stage > 1) else 1
-            x = _block(x, filters, strides, variant, f"stage{stage}_block{b + 1}", alpha,
-                       next(betas), binary_pad, init)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
+            x = _block(x, filters, strides, options, variant=variant,
+                       name=f"stage{stage}_block{b + 1}", beta=next(betas))
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
+                              init=options.init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 
 @register("birealnet_18", variants=VARIANTS, family="birealnet",
-          paper="Bi-Real Net (Liu et al., ECCV 2018), 18 layers; bf variant is new")
+          paper="Bi-Real Net (Liu et al., ECCV 2018), 18 layers; bf variant is new",
+          options=BiRealNetOptions)
 def birealnet_18(variant: str, num_classes: int, input_shape: tuple[int, int, int],
-                 **kwargs) -> keras.Model:
-    """Bi-Real Net 18; ``kwargs`` go to :func:`build_birealnet`."""
-    return build_birealnet((4, 4, 4, 4), variant=variant, num_classes=num_classes,
-                           input_shape=input_shape, name="birealnet_18", **kwargs)
+                 options: BiRealNetOptions) -> keras.Model:
+    """Bi-Real Net 18 (see :func:`build_birealnet`)."""
+    return build_birealnet((4, 4, 4, 4), options, variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name="birealnet_18")
 
 
 @register("birealnet_34", variants=VARIANTS, family="birealnet",
-          paper="Bi-Real Net (Liu et al., ECCV 2018), 34 layers; bf variant is new")
+          paper="Bi-Real Net (Liu et al., ECCV 2018), 34 layers; bf variant is new",
+          options=BiRealNetOptions)
 def birealnet_34(variant: str, num_classes: int, input_shape: tuple[int, int, int],
-                 **kwargs) -> keras.Model:
-    """Bi-Real Net 34; ``kwargs`` go to :func:`build_birealnet`."""
-    return build_birealnet((6, 8, 12, 6), variant=variant, num_classes=num_classes,
-                           input_shape=input_shape, name="birealnet_34", **kwargs)
+                 options: BiRealNetOptions) -> keras.Model:
+    """Bi-Real Net 34 (see :func:`build_birealnet`)."""
+    return build_birealnet((6, 8, 12, 6), options, variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name="birealnet_34")

@@ -53,6 +53,7 @@ from bnn_keras.layers import ChannelGate, LearnableBias, RecouplingMix, ScaledSt
 from bnn_keras.models.common import (
     BN_EPSILON,
     BN_MOMENTUM,
+    NetOptions,
     avg_pool,
     binary_initializer,
     classifier_head,
@@ -215,55 +216,57 @@ def _block_strides(config: BNextConfig) -> list[int]:
             for i, (in_filters, filters) in enumerate(zip(in_widths, config.blocks))]
 
 
-def build_bnext(config: BNextConfig, *, variant: str, num_classes: int,
-                input_shape: tuple[int, int, int], stem: str = "auto", alpha: float = 0.2,
-                align: str = "torch", binary_pad: float = 0.0, init: str = "torch",
+@dataclass(frozen=True)
+class BNextOptions(NetOptions):
+    """What a BNext network can vary: :class:`~bnn_keras.models.common.NetOptions`
+    (``stem="auto"`` takes the stride-2 stem from 112 pixels up; the official code takes
+    it for 1000 classes, the other one otherwise)."""
+
+
+def build_bnext(config: BNextConfig, options: BNextOptions = BNextOptions(), *,
+                variant: str, num_classes: int, input_shape: tuple[int, int, int],
                 name: str = "bnext") -> keras.Model:
     """Build a BNext network.
 
     Args:
         config: stem and block widths (one of :data:`CONFIGS`).
+        options: what the network varies (:class:`BNextOptions`).
         variant: ``"bn"`` or ``"bf"``.
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
-        stem: ``"imagenet"`` (stride-2 stem), ``"small"`` (stride 1) or ``"auto"``
-            (``imagenet`` from 112 pixels up; the official code takes the stride-2 stem
-            for 1000 classes, the other one otherwise).
-        alpha: the BN-free residual branch scale.
-        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
-        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
-                                    init=init)
+    inputs, x, stem = start_network(input_shape, options, variant)
     x = real_conv(x, config.stem, 3, strides=2 if stem == "imagenet" else 1,
-                  variant=variant, name="stem_conv", init=init)
+                  variant=variant, name="stem_conv", init=options.init)
     if variant != "bf":
         x = _bn(x, "stem_bn")
     all_strides = _block_strides(config)
     # two residual units per block: the 3x3 module (a transition at stride 2), then the
     # 1x1 module(s) (two in parallel, sharing one beta, when the block doubles its width)
     betas = variance_schedule((t for strides in all_strides for t in (strides == 2, False)),
-                              alpha)
-    options = dict(variant=variant, alpha=alpha, binary_pad=binary_pad, init=init)
+                              options.alpha)
+    common = dict(variant=variant, alpha=options.alpha, binary_pad=options.binary_pad,
+                  init=options.init)
     for i, (filters, strides) in enumerate(zip(config.blocks, all_strides), start=1):
         in_filters = int(x.shape[-1])
         name_i = f"block{i}"
         x = _module(x, 3, strides, elm=i % 2 == 0 or strides == 2, name=f"{name_i}_3x3",
-                    beta=next(betas), **options)
+                    beta=next(betas), **common)
         beta = next(betas)
         if filters == in_filters:
-            x = _module(x, 1, 1, elm=False, name=f"{name_i}_1x1", beta=beta, **options)
+            x = _module(x, 1, 1, elm=False, name=f"{name_i}_1x1", beta=beta, **common)
         elif filters == 2 * in_filters:
             parts = [_module(x, 1, 1, elm=False, name=f"{name_i}_1x1_{j}", beta=beta,
-                             **options)
+                             **common)
                      for j in (1, 2)]
             x = keras.layers.Concatenate(name=f"{name_i}_concat")(parts)
         else:
             raise BnnError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
                            "keep or double their width")
     x = _prelu(x, "head_prelu")
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
+                              init=options.init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 
@@ -272,14 +275,14 @@ def _register(size: str) -> None:
 
     paper = f"{PAPER}, BNext-{size[0].upper()}"
 
-    @register(model_name, variants=VARIANTS, family="bnext", paper=paper)
+    @register(model_name, variants=VARIANTS, family="bnext", paper=paper, options=BNextOptions)
     def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int],
-                **kwargs) -> keras.Model:
-        return build_bnext(CONFIGS[size], variant=variant, num_classes=num_classes,
-                           input_shape=input_shape, name=model_name, **kwargs)
+                options: BNextOptions) -> keras.Model:
+        return build_bnext(CONFIGS[size], options, variant=variant, num_classes=num_classes,
+                           input_shape=input_shape, name=model_name)
 
     builder.__name__ = model_name
-    builder.__doc__ = f"BNext-{size[0].upper()} ({size}); ``kwargs`` go to :func:`build_bnext`."
+    builder.__doc__ = f"BNext-{size[0].upper()} ({size}) (see :func:`build_bnext`)."
 
 
 for _size in CONFIGS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import larq as lq
 import tensorflow as tf
@@ -12,6 +13,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import Rotate180, ScaledStdConv2D, ScaledStdQuantConv2D
+from bnn_keras.models.registry import ModelOptions
 from bnn_keras.quantizers import ScaledSign
 
 VARIANTS_BN_BF_NONE = ("bf", "bn", "none")
@@ -77,13 +79,51 @@ def quiet_larq(build):
 RPRELU_PLACES = ("stream", "branch")
 
 
-def check_bf_options(variant: str, rprelu: str, pool_gain: bool) -> None:
-    """Raise :class:`BnnError` unless ``rprelu`` is in :data:`RPRELU_PLACES` and the two
-    BN-free options are left at their defaults outside the ``bf`` variant."""
-    if rprelu not in RPRELU_PLACES:
-        raise BnnError(f"rprelu must be one of {', '.join(RPRELU_PLACES)}, got {rprelu!r}")
-    if variant != "bf" and (rprelu != "stream" or pool_gain):
-        raise BnnError("rprelu and pool_gain are options of the bf variant")
+STEMS = ("auto", "small", "imagenet")
+
+
+@dataclass(frozen=True)
+class NetOptions(ModelOptions):
+    """What every family built here can vary; the defaults build the official networks.
+
+    ``stem``: ``"imagenet"``, ``"small"`` or ``"auto"`` (:func:`resolve_stem`);
+    ``alpha``: the BN-free residual branch scale; ``align``, ``binary_pad`` and ``init``:
+    :func:`check_conventions`. A family adds its own fields in a subclass (registered
+    with it, see :func:`bnn_keras.models.register`), and ``create(name, ...)``'s keyword
+    options (``--model-option KEY=VALUE``) are its fields.
+    """
+
+    stem: str = "auto"
+    alpha: float = 0.2
+    align: str = "torch"
+    binary_pad: float = 0.0
+    init: str = "torch"
+
+    def check(self, variant: str) -> None:
+        """Raise :class:`BnnError` unless the options make a network of ``variant``."""
+        super().check(variant)
+        check_conventions(self.align, self.binary_pad, self.init)
+        if self.stem not in STEMS:
+            raise BnnError(f"stem must be 'auto', 'small' or 'imagenet', got {self.stem!r}")
+
+
+@dataclass(frozen=True)
+class BfOptions(NetOptions):
+    """:class:`NetOptions` and the two options of a ReActNet's BN-free variant:
+    ``rprelu`` (:data:`RPRELU_PLACES`: ``"branch"`` puts each RPReLU inside its residual
+    branch, before the add) and ``pool_gain`` (a pooled transition shortcut's gain
+    doubled, undoing the pool's variance reduction)."""
+
+    rprelu: str = "stream"
+    pool_gain: bool = False
+
+    def check(self, variant: str) -> None:
+        super().check(variant)
+        if self.rprelu not in RPRELU_PLACES:
+            raise BnnError(f"rprelu must be one of {', '.join(RPRELU_PLACES)}, "
+                           f"got {self.rprelu!r}")
+        if variant != "bf" and (self.rprelu != "stream" or self.pool_gain):
+            raise BnnError("rprelu and pool_gain are options of the bf variant")
 
 
 def variance_schedule(transitions: Iterable[bool], alpha: float, *,
@@ -114,13 +154,13 @@ def network_input(input_shape: tuple[int, int, int], align: str
     return inputs, (Rotate180(name="rotate180")(inputs) if align == "torch" else inputs)
 
 
-def start_network(input_shape: tuple[int, int, int], stem: str, *, align: str,
-                  binary_pad: float, init: str) -> tuple[tf.Tensor, tf.Tensor, str]:
-    """Check the conventions (:func:`check_conventions`), resolve ``stem``
-    (:func:`resolve_stem`) and make the input: ``(inputs, stem input, stem)``."""
-    check_conventions(align, binary_pad, init)
-    stem = resolve_stem(stem, input_shape)
-    return (*network_input(input_shape, align), stem)
+def start_network(input_shape: tuple[int, int, int], options: NetOptions, variant: str,
+                  ) -> tuple[tf.Tensor, tf.Tensor, str]:
+    """Check ``options`` for ``variant``, resolve the stem (:func:`resolve_stem`) and make
+    the input: ``(inputs, stem input, stem)``."""
+    options.check(variant)
+    stem = resolve_stem(options.stem, input_shape)
+    return (*network_input(input_shape, options.align), stem)
 
 
 def avg_pool(x: tf.Tensor, strides: int, name: str) -> tf.Tensor:

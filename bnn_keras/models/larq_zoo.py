@@ -18,13 +18,14 @@ default keeps larq-zoo's own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import BinomialBlur
 from bnn_keras.models.common import classifier_head
-from bnn_keras.models.registry import register
+from bnn_keras.models.registry import ModelOptions, register
 from bnn_keras.quantizers import is_binarizing
 
 VARIANTS = ("bn",)
@@ -41,23 +42,37 @@ def _zoo_function(name: str) -> Callable[..., keras.Model]:
     }[name]
 
 
-def build_larq_zoo(zoo_name: str, *, num_classes: int, input_shape: tuple[int, int, int],
-                   relu_top: bool, binary_pad: float | None = None) -> keras.Model:
+@dataclass(frozen=True)
+class LarqZooOptions(ModelOptions):
+    """What a larq-zoo network can vary here: ``binary_pad``, ``None`` (larq-zoo's
+    padding) or ``1.0`` (+1 padding on every zero-padded binary conv)."""
+
+    binary_pad: float | None = None
+
+    def check(self, variant: str) -> None:
+        super().check(variant)
+        if self.binary_pad not in (None, 1.0):
+            raise BnnError(f"binary_pad must be None (larq-zoo's own) or 1, "
+                           f"got {self.binary_pad!r}")
+
+
+def build_larq_zoo(zoo_name: str, options: LarqZooOptions = LarqZooOptions(), *,
+                   num_classes: int, input_shape: tuple[int, int, int],
+                   relu_top: bool) -> keras.Model:
     """larq-zoo's ``zoo_name`` body with a logits head.
 
     Args:
         zoo_name: ``"quicknet_small"``, ``"quicknet"``, ``"quicknet_large"`` or
             ``"birealnet"``.
+        options: what the network varies (:class:`LarqZooOptions`).
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
         relu_top: apply a ReLU before the pool, as larq-zoo's QuickNet top does.
-        binary_pad: ``None`` (larq-zoo's padding) or ``1.0`` (+1 padding everywhere).
     """
-    if binary_pad not in (None, 1.0):
-        raise BnnError(f"binary_pad must be None (larq-zoo's own) or 1, got {binary_pad!r}")
+    options.check("bn")
     body = _zoo_function(zoo_name)(input_shape=tuple(input_shape), weights=None,
                                    include_top=False)
-    if binary_pad == 1.0:
+    if options.binary_pad == 1.0:
         body = _pad_binary_convs_with_one(body)
     for layer in body.layers:  # the same kernel, saved as bnn_keras's own initializer
         if getattr(getattr(layer, "depthwise_initializer", None), "__name__",
@@ -93,11 +108,12 @@ def _pad_binary_convs_with_one(model: keras.Model) -> keras.Model:
 def _register(zoo_name: str, paper: str, relu_top: bool) -> None:
     model_name = f"lqz_{zoo_name}"
 
-    @register(model_name, variants=VARIANTS, family="larq_zoo", paper=paper)
+    @register(model_name, variants=VARIANTS, family="larq_zoo", paper=paper,
+              options=LarqZooOptions)
     def builder(variant: str, num_classes: int, input_shape: tuple[int, int, int],
-                binary_pad: float | None = None) -> keras.Model:
-        return build_larq_zoo(zoo_name, num_classes=num_classes, input_shape=input_shape,
-                              relu_top=relu_top, binary_pad=binary_pad)
+                options: LarqZooOptions) -> keras.Model:
+        return build_larq_zoo(zoo_name, options, num_classes=num_classes,
+                              input_shape=input_shape, relu_top=relu_top)
 
     builder.__name__ = model_name
     builder.__doc__ = f"larq-zoo's {zoo_name} (weights=None) with a logits head."

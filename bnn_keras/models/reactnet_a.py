@@ -20,7 +20,7 @@ liuzechun/ReActNet ``mobilenet/2_step2/reactnet.py``, the same function):
              schedule (:func:`bf_betas`).
     ``none`` ``bn`` with the BatchNorm layers removed (the failure baseline).
 
-Options beyond the official nets (defaults are the official behaviour): ``align`` and
+Options (:class:`ReActNetAOptions`, defaults the official behaviour): ``align`` and
 ``binary_pad`` (:func:`bnn_keras.models.common.check_conventions`); for ``bf``,
 ``rprelu="branch"`` (each RPReLU inside its branch, before the add) and ``pool_gain=True``
 (the pooled shortcut scaled by ``2 * beta1``, undoing the pool's variance reduction);
@@ -29,6 +29,8 @@ Options beyond the official nets (defaults are the official behaviour): ``align`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -36,10 +38,10 @@ from bnn_keras.errors import BnnError
 from bnn_keras.layers import LearnableBias, RPReLU
 from bnn_keras.models.common import (
     VARIANTS_BN_BF_NONE,
+    BfOptions,
     avg_pool,
     batch_norm,
     binary_conv,
-    check_bf_options,
     classifier_head,
     real_conv,
     start_network,
@@ -66,18 +68,31 @@ def bf_betas(alpha: float) -> list[tuple[float, float]]:
     return [(next(schedule), next(schedule)) for _ in BLOCKS]
 
 
-def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
-           alpha: float, beta1: float, beta2: float, binary_pad: float,
-           rprelu: str, pool_gain: bool, init: str) -> tf.Tensor:
+@dataclass(frozen=True)
+class ReActNetAOptions(BfOptions):
+    """What ReActNet-A can vary (defaults: the paper's network):
+    :class:`~bnn_keras.models.common.BfOptions` and ``width``, a channel multiplier for
+    every layer."""
+
+    width: float = 1.0
+
+    def check(self, variant: str) -> None:
+        super().check(variant)
+        if self.width <= 0:
+            raise BnnError(f"width must be > 0, got {self.width}")
+
+
+def _block(x: tf.Tensor, filters: int, strides: int, options: ReActNetAOptions, *,
+           variant: str, name: str, beta1: float, beta2: float) -> tf.Tensor:
     """One ReActNet-A block (see the module docstring)."""
     bf = variant == "bf"
-    in_branch = bf and rprelu == "branch"
+    in_branch = bf and options.rprelu == "branch"
     in_filters = int(x.shape[-1])
-    scale = alpha if bf else 1.0
+    scale = options.alpha if bf else 1.0
+    conv = dict(variant=variant, output_scale=scale, pad_value=options.binary_pad,
+                init=options.init)
     h = LearnableBias(scale=beta1 if bf else 1.0, name=f"{name}_move1")(x)
-    h = binary_conv(h, in_filters, 3, strides=strides, variant=variant,
-                    name=f"{name}_conv3x3", output_scale=scale, pad_value=binary_pad,
-                    init=init)
+    h = binary_conv(h, in_filters, 3, strides=strides, name=f"{name}_conv3x3", **conv)
     h = batch_norm(h, variant, f"{name}_bn3x3")
     if in_branch:
         h = RPReLU(name=f"{name}_rprelu1")(h)
@@ -85,8 +100,8 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     if strides != 1:
         shortcut = avg_pool(shortcut, strides, f"{name}_pool")
         if bf:
-            shortcut = keras.layers.Rescaling(beta1 * (strides if pool_gain else 1),
-                                              name=f"{name}_pool_scale")(shortcut)
+            gain = beta1 * (strides if options.pool_gain else 1)
+            shortcut = keras.layers.Rescaling(gain, name=f"{name}_pool_scale")(shortcut)
     h = keras.layers.Add(name=f"{name}_add1")([h, shortcut])
     if not in_branch:
         h = RPReLU(name=f"{name}_rprelu1")(h)
@@ -96,8 +111,7 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     convs = []
     for i in range(n):
         suffix = "" if n == 1 else f"_{i + 1}"
-        y = binary_conv(g, in_filters, 1, variant=variant, name=f"{name}_conv1x1{suffix}",
-                        output_scale=scale, pad_value=binary_pad, init=init)
+        y = binary_conv(g, in_filters, 1, name=f"{name}_conv1x1{suffix}", **conv)
         convs.append(batch_norm(y, variant, f"{name}_bn1x1{suffix}"))
     if in_branch:
         y = RPReLU(name=f"{name}_rprelu2")(
@@ -111,50 +125,40 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     return RPReLU(name=f"{name}_rprelu2")(y)
 
 
-def build_reactnet_a(*, variant: str, num_classes: int, input_shape: tuple[int, int, int],
-                     stem: str = "auto", alpha: float = 0.2, width: float = 1.0,
-                     align: str = "torch", binary_pad: float = 0.0, rprelu: str = "stream",
-                     pool_gain: bool = False, init: str = "torch",
+def build_reactnet_a(options: ReActNetAOptions = ReActNetAOptions(), *, variant: str,
+                     num_classes: int, input_shape: tuple[int, int, int],
                      name: str = "reactnet_a") -> keras.Model:
     """Build ReActNet-A.
 
     Args:
+        options: what the network varies (:class:`ReActNetAOptions`; ``stem``
+            ``"imagenet"`` is the stride-2 stem conv the official code always builds,
+            ``"small"`` stride 1, ``"auto"`` ``imagenet`` from 112 pixels up).
         variant: ``"bn"``, ``"bf"`` or ``"none"`` (see the module docstring).
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
-        stem: ``"imagenet"`` (stride-2 stem conv, what the official code always builds),
-            ``"small"`` (stride 1) or ``"auto"`` (``imagenet`` from 112 pixels up).
-        alpha: the BN-free residual branch scale.
-        width: channel multiplier for every layer (1.0 is the paper's model).
-        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
-        rprelu: ``"stream"`` (official) or ``"branch"`` (``bf`` only).
-        pool_gain: ``bf`` only: pooled shortcut scaled by ``2 * beta1`` instead of ``beta1``.
-        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    if width <= 0:
-        raise BnnError(f"width must be > 0, got {width}")
-    check_bf_options(variant, rprelu, pool_gain)
-    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
-                                    init=init)
-    stem_filters = max(1, round(STEM_FILTERS * width))
+    inputs, x, stem = start_network(input_shape, options, variant)
+    stem_filters = max(1, round(STEM_FILTERS * options.width))
     x = real_conv(x, stem_filters, 3, strides=2 if stem == "imagenet" else 1,
-                  variant=variant, name="stem_conv", init=init)
+                  variant=variant, name="stem_conv", init=options.init)
     x = batch_norm(x, variant, "stem_bn")
     for i, ((c_in, c_out, strides), (beta1, beta2)) in enumerate(
-            zip(BLOCKS, bf_betas(alpha)), start=1):
+            zip(BLOCKS, bf_betas(options.alpha)), start=1):
         filters = int(x.shape[-1]) * c_out // c_in  # out == in or out == 2 * in
-        x = _block(x, filters, strides, variant=variant, name=f"block{i}", alpha=alpha,
-                   beta1=beta1, beta2=beta2, binary_pad=binary_pad,
-                   rprelu=rprelu, pool_gain=pool_gain, init=init)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
+        x = _block(x, filters, strides, options, variant=variant, name=f"block{i}",
+                   beta1=beta1, beta2=beta2)
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
+                              init=options.init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 
 @register("reactnet_a", variants=VARIANTS_BN_BF_NONE, family="reactnet",
-          paper="ReActNet-A (Liu et al., ECCV 2020); BN-free: Chen et al., CVPR 2021")
+          paper="ReActNet-A (Liu et al., ECCV 2020); BN-free: Chen et al., CVPR 2021",
+          options=ReActNetAOptions)
 def reactnet_a(variant: str, num_classes: int, input_shape: tuple[int, int, int],
-               **kwargs) -> keras.Model:
-    """ReActNet-A; ``kwargs`` go to :func:`build_reactnet_a`."""
-    return build_reactnet_a(variant=variant, num_classes=num_classes, input_shape=input_shape,
-                            **kwargs)
+               options: ReActNetAOptions) -> keras.Model:
+    """ReActNet-A (see :func:`build_reactnet_a`)."""
+    return build_reactnet_a(options, variant=variant, num_classes=num_classes,
+                            input_shape=input_shape)

@@ -29,16 +29,17 @@ Variants:
              schedule (:func:`bf_betas`).
     ``none`` ``bn`` with the BatchNorm layers removed (the paper's failure baseline).
 
-Options beyond the official nets (all default to the official behaviour): ``align`` and
-``binary_pad`` (:func:`bnn_keras.models.common.check_conventions`); for ``bf``,
-``rprelu="branch"`` puts each RPReLU inside the residual branch (before the add), and
-``pool_gain=True`` starts the transition shortcut with gain ``2 * beta`` to undo the
+Options (:class:`ReActNetResNetOptions`, all defaulting to the official behaviour):
+``align`` and ``binary_pad`` (:func:`bnn_keras.models.common.check_conventions`); for
+``bf``, ``rprelu="branch"`` puts each RPReLU inside the residual branch (before the add),
+and ``pool_gain=True`` starts the transition shortcut with gain ``2 * beta`` to undo the
 average pool's variance reduction. Their measured effect: ``zoo/reactnet.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import tensorflow as tf
 import tf_keras as keras
@@ -47,11 +48,11 @@ from bnn_keras.errors import BnnError
 from bnn_keras.layers import LearnableBias, RPReLU
 from bnn_keras.models.common import (
     VARIANTS_BN_BF_NONE,
+    BfOptions,
     avg_pool,
     batch_norm,
     binary_conv,
     binary_weight_conv,
-    check_bf_options,
     classifier_head,
     real_conv,
     resnet_stem,
@@ -75,24 +76,43 @@ def bf_betas(blocks: Sequence[int], alpha: float) -> list[list[float]]:
     return [[next(schedule) for _ in range(n_blocks)] for n_blocks in blocks]
 
 
-def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
-           alpha: float, beta: float, source: str, binary_pad: float,
-           rprelu: str, pool_gain: bool, init: str) -> tf.Tensor:
+@dataclass(frozen=True)
+class ReActNetResNetOptions(BfOptions):
+    """What a ReActNet ResNet can vary (defaults: the official network):
+    :class:`~bnn_keras.models.common.BfOptions`, the official ``source`` (see the module
+    docstring) and the channels of each stage, ``widths``."""
+
+    source: str = "bnn_nobn"
+    widths: tuple[int, ...] = WIDTHS
+
+    def check(self, variant: str) -> None:
+        super().check(variant)
+        if self.source not in SOURCES:
+            raise BnnError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source == "reactnet" and variant != "bn":
+            raise BnnError(f"source 'reactnet' (liuzechun/ReActNet) has only the bn variant, "
+                           f"not {variant!r}; use source='bnn_nobn'")
+
+
+def _block(x: tf.Tensor, filters: int, strides: int, options: ReActNetResNetOptions, *,
+           variant: str, name: str, beta: float) -> tf.Tensor:
     bf = variant == "bf"
+    alpha, init = options.alpha, options.init
     in_filters = int(x.shape[-1])
     h = LearnableBias(scale=beta if bf else 1.0, name=f"{name}_move")(x)
     h = binary_conv(h, filters, 3, strides=strides, variant=variant, name=f"{name}_conv",
-                    output_scale=alpha if bf else 1.0, pad_value=binary_pad, init=init)
+                    output_scale=alpha if bf else 1.0, pad_value=options.binary_pad,
+                    init=init)
     h = batch_norm(h, variant, f"{name}_bn")
-    in_branch = bf and rprelu == "branch"
+    in_branch = bf and options.rprelu == "branch"
     if in_branch:
         h = RPReLU(name=f"{name}_rprelu")(h)
     shortcut = x
     if strides != 1 or in_filters != filters:
         if strides != 1:
             shortcut = avg_pool(shortcut, strides, f"{name}_down_pool")
-        gain = beta * (strides if pool_gain else 1) if bf else 1.0
-        if source == "reactnet":
+        gain = beta * (strides if options.pool_gain else 1) if bf else 1.0
+        if options.source == "reactnet":
             shortcut = real_conv(shortcut, filters, 1, variant=variant,
                                  name=f"{name}_down_conv", output_scale=gain, init=init)
         else:
@@ -104,61 +124,51 @@ def _block(x: tf.Tensor, filters: int, strides: int, *, variant: str, name: str,
     return x if in_branch else RPReLU(name=f"{name}_rprelu")(x)
 
 
-def build_reactnet_resnet(blocks: Sequence[int], *, variant: str, num_classes: int,
-                          input_shape: tuple[int, int, int], stem: str = "auto",
-                          alpha: float = 0.2, source: str = "bnn_nobn",
-                          align: str = "torch", binary_pad: float = 0.0,
-                          rprelu: str = "stream", pool_gain: bool = False,
-                          widths: Sequence[int] = WIDTHS, init: str = "torch",
+def build_reactnet_resnet(blocks: Sequence[int],
+                          options: ReActNetResNetOptions = ReActNetResNetOptions(), *,
+                          variant: str, num_classes: int, input_shape: tuple[int, int, int],
                           name: str = "reactnet") -> keras.Model:
     """Build a ReActNet ResNet with ``blocks[i]`` blocks in stage ``i``.
 
     Args:
         blocks: blocks per stage, ``(4, 4, 4, 4)`` for ReActNet-18.
+        options: what the network varies (:class:`ReActNetResNetOptions`).
         variant: ``"bn"``, ``"bf"`` or ``"none"``.
         num_classes: classifier outputs (logits).
         input_shape: ``(height, width, channels)``.
-        stem: ``"imagenet"``, ``"small"`` or ``"auto"`` (``imagenet`` from 112 pixels).
-        alpha: the BN-free residual branch scale.
-        source: ``"bnn_nobn"`` or ``"reactnet"`` (see the module docstring).
-        align, binary_pad: see :func:`~bnn_keras.models.common.check_conventions`.
-        rprelu: ``"stream"`` (official) or ``"branch"`` (``bf`` only).
-        pool_gain: ``bf`` only: transition shortcut gain ``2 * beta`` instead of ``beta``.
-        widths: channels of each stage.
-        init: ``"torch"`` (the official initialisation) or ``"keras"``.
         name: model name prefix.
     """
-    if source not in SOURCES:
-        raise BnnError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    if source == "reactnet" and variant != "bn":
-        raise BnnError(f"source 'reactnet' (liuzechun/ReActNet) has only the bn variant, "
-                       f"not {variant!r}; use source='bnn_nobn'")
-    check_bf_options(variant, rprelu, pool_gain)
-    inputs, x, stem = start_network(input_shape, stem, align=align, binary_pad=binary_pad,
-                                    init=init)
-    x = resnet_stem(x, widths[0], stem, variant, init)
-    betas = bf_betas(blocks, alpha)
+    inputs, x, stem = start_network(input_shape, options, variant)
+    widths = options.widths
+    x = resnet_stem(x, widths[0], stem, variant, options.init)
+    betas = bf_betas(blocks, options.alpha)
     for stage, (n_blocks, filters) in enumerate(zip(blocks, widths), start=1):
         for b in range(n_blocks):
-            x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, variant=variant,
-                       name=f"stage{stage}_block{b + 1}", alpha=alpha,
-                       beta=betas[stage - 1][b], source=source, binary_pad=binary_pad,
-                       rprelu=rprelu, pool_gain=pool_gain, init=init)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf", init=init)
+            x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, options,
+                       variant=variant, name=f"stage{stage}_block{b + 1}",
+                       beta=betas[stage - 1][b])
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
+                              init=options.init)
     return keras.Model(inputs, outputs, name=f"{name}_{variant}")
 
 
 @register("reactnet_18", variants=VARIANTS_BN_BF_NONE, family="reactnet",
-          paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 18; BN-free: Chen et al. 2021")
-def reactnet_18(variant: str, num_classes: int, input_shape, **kwargs) -> keras.Model:
-    """ReActNet-18; ``kwargs`` go to :func:`build_reactnet_resnet`."""
-    return build_reactnet_resnet((4, 4, 4, 4), variant=variant, num_classes=num_classes,
-                                 input_shape=input_shape, name="reactnet_18", **kwargs)
+          paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 18; BN-free: Chen et al. 2021",
+          options=ReActNetResNetOptions)
+def reactnet_18(variant: str, num_classes: int, input_shape,
+                options: ReActNetResNetOptions) -> keras.Model:
+    """ReActNet-18 (see :func:`build_reactnet_resnet`)."""
+    return build_reactnet_resnet((4, 4, 4, 4), options, variant=variant,
+                                 num_classes=num_classes, input_shape=input_shape,
+                                 name="reactnet_18")
 
 
 @register("reactnet_34", variants=VARIANTS_BN_BF_NONE, family="reactnet",
-          paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 34; BN-free: Chen et al. 2021")
-def reactnet_34(variant: str, num_classes: int, input_shape, **kwargs) -> keras.Model:
-    """ReActNet-34; ``kwargs`` go to :func:`build_reactnet_resnet`."""
-    return build_reactnet_resnet((6, 8, 12, 6), variant=variant, num_classes=num_classes,
-                                 input_shape=input_shape, name="reactnet_34", **kwargs)
+          paper="ReActNet (Liu et al., ECCV 2020) on Bi-Real Net 34; BN-free: Chen et al. 2021",
+          options=ReActNetResNetOptions)
+def reactnet_34(variant: str, num_classes: int, input_shape,
+                options: ReActNetResNetOptions) -> keras.Model:
+    """ReActNet-34 (see :func:`build_reactnet_resnet`)."""
+    return build_reactnet_resnet((6, 8, 12, 6), options, variant=variant,
+                                 num_classes=num_classes, input_shape=input_shape,
+                                 name="reactnet_34")

@@ -27,7 +27,7 @@ import tf_keras as keras
 from bnn_keras.errors import BnnError
 from bnn_keras.models.torch_files import read_checkpoint, state_dict
 from bnn_keras.models.torch_keys import Identity, Source, identify, source_for
-from bnn_keras.quantizers import BINARY_TEMPERATURE
+from bnn_keras.quantizers import BINARY_TEMPERATURE, has_binary_kernel
 from bnn_keras.variables import latent_variable
 
 
@@ -164,7 +164,7 @@ def import_state_dict(model: keras.Model, state: Mapping[str, np.ndarray], layou
                                f"has shape {tuple(value.shape)}, the layer needs "
                                f"{tuple(target.shape)}")
             target.assign(value.astype(target.dtype.as_numpy_dtype))
-        if getattr(getattr(layer, "kernel_quantizer", None), "precision", None) == 1:
+        if has_binary_kernel(layer):
             report.zero_binary_weights += int(np.sum(values["kernel"] == 0))
         if float(values.get("temperature", 0.0)) >= BINARY_TEMPERATURE:
             report.soft_binary_convs.append(layer.name)

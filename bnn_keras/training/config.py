@@ -161,7 +161,7 @@ class TrainConfig:
                            f"{MIN_EVAL_BATCH}), got {self.eval_batch_size}")
         if self.steps_per_epoch < 0:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
-        check_int_limits(self)
+        check_int_limits(vars(self))
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
                               ("strategy", STRATEGIES), ("precision", PRECISIONS),

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from bnn_keras.errors import BnnError
-
-if TYPE_CHECKING:
-    from bnn_keras.training.config import TrainConfig
 
 MAX_BATCH = 65536  # 16x the largest global batch of the reproduced papers (4096)
 #: the range of each integer setting: a value outside is a one-line error, not an
@@ -22,24 +19,26 @@ INT_LIMITS = {"epochs": (1, 100_000), "batch_size": (1, MAX_BATCH),
               "warmup_epochs": (0, 100_000), "randaugment_layers": (0, 32)}
 
 
-def check_int_limits(config: TrainConfig) -> None:
-    """A one-line :class:`BnnError` for the first integer setting outside its
-    :data:`INT_LIMITS` (the assistants' first epochs: within the run's epochs)."""
-    limits = {**INT_LIMITS, **{f"assistant_epochs[{i}]": (0, config.epochs)
-                               for i in range(len(config.assistant_epochs))}}
-    values = {name: getattr(config, name) for name in INT_LIMITS}
-    values.update({f"assistant_epochs[{i}]": e for i, e in enumerate(config.assistant_epochs)})
+def check_int_limits(settings: Mapping[str, object]) -> None:
+    """A one-line :class:`BnnError` for the first integer setting of a run's
+    ``settings`` outside its :data:`INT_LIMITS` (the assistants' first epochs: within
+    the run's epochs)."""
+    assistants = settings["assistant_epochs"]
+    limits = {**INT_LIMITS, **{f"assistant_epochs[{i}]": (0, settings["epochs"])
+                               for i in range(len(assistants))}}
+    values = {name: settings[name] for name in INT_LIMITS}
+    values.update({f"assistant_epochs[{i}]": e for i, e in enumerate(assistants)})
     for name, value in values.items():
         low, high = limits[name]
         if isinstance(value, (int, float)) and not low <= value <= high:
             raise BnnError(f"{name} must be from {low} to {high}, got {shorten(value)}")
 
 
-def check_batch_fits(config: TrainConfig, train_size: int) -> None:
+def check_batch_fits(batch_size: int, dataset: str, train_size: int) -> None:
     """A one-line :class:`BnnError` when the batch is larger than the training split."""
-    if config.batch_size > train_size:
-        raise BnnError(f"the batch size {config.batch_size} is larger than the training split "
-                       f"of {config.dataset} ({train_size} images): pick at most {train_size}")
+    if batch_size > train_size:
+        raise BnnError(f"the batch size {batch_size} is larger than the training split "
+                       f"of {dataset} ({train_size} images): pick at most {train_size}")
 
 
 #: :func:`bnn_keras.models.create`'s own arguments, which no model option may set

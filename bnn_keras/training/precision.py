@@ -9,8 +9,8 @@ their bfloat16 weight gradient on small feature maps as a matmul, which oneDNN r
 faster there (:mod:`bnn_keras.layers.conv2d`). ``mixed_float16`` scales the
 loss (Keras's dynamic ``LossScaleOptimizer``) so small gradients do not flush to zero;
 bfloat16 has float32's range and needs no scaling. The saved ``model.keras`` is always
-the float32 network (:func:`float32_model`): what is deployed does not depend on how it
-was trained.
+the float32 network (:func:`bnn_keras.models.dtypes.float32_model`): what is deployed
+does not depend on how it was trained.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.mixed_precision import policy as keras_policy
 
 from bnn_keras.errors import BnnError
+from bnn_keras.models.dtypes import dtype_policy
 from bnn_keras.training.config import PRECISIONS
 
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic, which oneDNN's
@@ -70,14 +70,8 @@ def precision_policy(precision: str) -> Iterator[None]:
             net = bnn_keras.models.create("reactnet_18", "bf", 10, (32, 32, 3))
         ```
     """
-    # the policy as set, None when unset: global_policy() would return Policy(floatx())
-    # and restoring that would pin it, so that a later set_floatx() no longer applies
-    before = keras_policy._global_policy
-    keras.mixed_precision.set_global_policy(resolve_precision(precision))
-    try:
+    with dtype_policy(resolve_precision(precision)):
         yield
-    finally:
-        keras.mixed_precision.set_global_policy(before)
 
 
 def with_loss_scaling(optimizer: keras.optimizers.Optimizer,
@@ -86,46 +80,3 @@ def with_loss_scaling(optimizer: keras.optimizers.Optimizer,
     if precision == "mixed_float16":
         return keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers of ``model`` and the layers they hold (larq's quantizers are layers)."""
-    return [m for m in model.submodules if isinstance(m, keras.layers.Layer)]
-
-
-def is_mixed(model: keras.Model) -> bool:
-    """Whether any layer of ``model``, or one a layer holds (a quantizer), computes in
-    another dtype than its variables'."""
-    return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
-               for layer in _all_layers(model))
-
-
-def _float32_config(config):
-    """A layer's config with its dtype policy, and those of the layers serialised inside
-    it (a larq layer's ``input_quantizer``), float32."""
-    if isinstance(config, list):
-        return [_float32_config(v) for v in config]
-    if not isinstance(config, dict):
-        return config
-    config = {k: _float32_config(v) for k, v in config.items()}
-    if "dtype" in config and "name" in config:  # a layer's own config
-        config["dtype"] = "float32"
-    return config
-
-
-def float32_model(model: keras.Model) -> keras.Model:
-    """``model`` with every layer float32, the quantizers inside them too, and the same
-    weights (``model`` itself when it is float32 already): the network a mixed-precision
-    run saves and exports."""
-    if not is_mixed(model):
-        return model
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return layer.__class__.from_config(_float32_config(layer.get_config()))
-
-    with precision_policy("float32"):
-        copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    if is_mixed(copy):
-        raise BnnError(f"model {model.name}: a layer stayed mixed precision in its float32 copy")
-    return copy

@@ -10,15 +10,12 @@ epoch again.
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import tensorflow as tf
 
 from bnn_keras.errors import BnnError
+from bnn_keras.native_logs import quiet_native_logs
 from bnn_keras.training.checkpoints import first_checkpoint_prefix, rolling_checkpoints
 from bnn_keras.training.run_folder import CHECKPOINT_DIR, CONFIG_FILE
 
@@ -38,26 +35,6 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 def run_label(run_dir: Path, prefix: Path) -> str:
     """``checkpoints/ckpt-2`` for messages: the prefix relative to its run folder."""
     return str(prefix.relative_to(run_dir))
-
-
-@contextmanager
-def quiet_native_logs() -> Iterator[None]:
-    """Silence TensorFlow's C++ warnings (written straight to file descriptor 2) and its
-    Python logger while a checkpoint is probed: a failed attempt is reported in one line
-    of ours, not in TensorFlow's dozen."""
-    logger = tf.get_logger()
-    level = logger.level
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        logger.setLevel("ERROR")
-        yield
-    finally:
-        logger.setLevel(level)
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def checkpoint_problem(prefix: Path) -> str | None:

@@ -16,7 +16,7 @@
     model.keras         the final trained network
     metrics.json        train and test accuracy, timing, export agreement
     model.tflite        the LCE export (not for stage 1, whose weights are real-valued)
-    export.json         the export report
+    model.report.json   the export report (the format and name of bnn-keras export's)
 
 Nothing here imports TensorFlow, so commands that only look at run folders stay fast.
 """
@@ -95,7 +95,7 @@ class RunFolder:
 
     @property
     def export_report(self) -> Path:
-        return self.path / "export.json"
+        return self.path / "model.report.json"
 
 
 def read_run_config(path: str | os.PathLike) -> dict:

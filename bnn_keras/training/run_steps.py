@@ -2,8 +2,8 @@
 
 :func:`build` makes what a run trains with (data, network, trainer, checkpoint; restored
 when resuming), :func:`fit` trains from the restored epoch on and evaluates, and
-:func:`finish` writes ``model.keras``, the export (``model.tflite``, ``export.json``) and
-``metrics.json``.
+:func:`finish` writes ``model.keras``, the export (``model.tflite``, ``model.report.json``)
+and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras import data as data_lib
 from bnn_keras import models
 from bnn_keras.io import atomic_write_json, save_keras_atomic
+from bnn_keras.models.dtypes import float32_model
 from bnn_keras.quantize import quantize_model
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
 from bnn_keras.training.checkpoints import EpochCheckpoint
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.limits import check_batch_fits
-from bnn_keras.training.precision import float32_model, precision_policy
+from bnn_keras.training.precision import precision_policy
 from bnn_keras.training.resume import has_checkpoint, restore_newest, run_label
 from bnn_keras.training.run_folder import RunFolder
 from bnn_keras.training.train_model import TrainingModel, build_trainer
@@ -64,7 +64,7 @@ def build(config: TrainConfig, strategy: tf.distribute.Strategy, folder: RunFold
     from bnn_keras.training.distribute import with_sync_batch_norm
 
     dataset = load_data(config)
-    check_batch_fits(config, dataset.train_size)
+    check_batch_fits(config.batch_size, config.dataset, dataset.train_size)
     train_data, steps_per_epoch = _train_stream(config, dataset)
     with strategy.scope(), precision_policy(config.precision):
         # --init-from fills a network that no checkpoint will: a fresh run, or a resumed
@@ -282,29 +282,18 @@ def finish(config: TrainConfig, setup: RunSetup, fitted: Fitted, folder: RunFold
     return metrics
 
 
-def export_run(net: keras.Model, dataset, folder: RunFolder) -> dict:
-    """Export to ``model.tflite`` (its report in ``export.json``) and measure it on the
-    whole test split: top-1 agreement with Keras, largest output difference, accuracy.
+def export_run(net: keras.Model, dataset: data_lib.Dataset, folder: RunFolder) -> dict:
+    """Export to ``model.tflite`` with its report (``model.report.json``), checked on the
+    whole test split (:func:`bnn_keras.export.export_model`, as ``bnn-keras export``);
+    the figures ``metrics.json`` keeps."""
+    from bnn_keras.export import LabelledSplit, export_model
 
-    The export's check already runs the interpreter over the split; its top-1 equals
-    Keras's except at the disagreeing images, so only those are run again for the
-    accuracy.
-    """
-    from bnn_keras.export import export_model, predict_tflite
-
-    x_test, y_test = data_lib.to_arrays(dataset.test)
-    report = export_model(net, folder.tflite, x_test)
-    atomic_write_json(folder.export_report, report.as_dict())
-    agreement = report.agreement
-    top1 = np.argmax(net.predict(x_test, batch_size=64, verbose=0), -1)
-    if agreement.disagreeing:
-        index = np.asarray(agreement.disagreeing)
-        outputs = predict_tflite(folder.tflite.read_bytes(), x_test[index])
-        top1[index] = np.argmax(outputs.reshape(len(index), -1), -1)
+    test = LabelledSplit(dataset.name, "test", *data_lib.to_arrays(dataset.test))
+    report = export_model(net, folder.tflite, test, report_path=folder.export_report)
     return {
         "tflite_bytes": report.size_bytes,
         "all_binary_convs_lowered": report.all_lowered,
-        "top1_agreement_test_split": agreement.top1_agreement,
-        "max_abs_diff": agreement.max_abs_diff,
-        "tflite_test_accuracy": float(np.mean(top1 == y_test)),
+        "top1_agreement_test_split": report.agreement.top1_agreement,
+        "max_abs_diff": report.agreement.max_abs_diff,
+        "tflite_test_accuracy": report.split_check.tflite_accuracy,
     }

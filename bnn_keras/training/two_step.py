@@ -23,13 +23,9 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdQuantConv2D
-from bnn_keras.quantizers import standardize_kernel
+from bnn_keras.quantizers import has_binary_kernel, is_binarizing, standardize_kernel
 from bnn_keras.training.run_folder import MODEL_FILE, model_file
 from bnn_keras.variables import latent_variable
-
-
-def _binary(quantizer) -> bool:
-    return getattr(quantizer, "precision", None) == 1
 
 
 def binary_kernel_layers(net: keras.Model) -> list[keras.layers.Layer]:
@@ -40,7 +36,7 @@ def binary_kernel_layers(net: keras.Model) -> list[keras.layers.Layer]:
     :func:`bnn_keras.export.binary_conv_layers` selects fewer on purpose: only convs with
     binary inputs *and* kernels, the ones LCE lowers to ``LceBconv2d``.
     """
-    return [layer for layer in net.layers if _binary(getattr(layer, "kernel_quantizer", None))]
+    return [layer for layer in net.layers if has_binary_kernel(layer)]
 
 
 def set_real_weights(net: keras.Model) -> int:
@@ -69,7 +65,7 @@ def set_ste_clip(net: keras.Model, clip_value: float) -> int:
     """
     count = 0
     for layer in net.layers:
-        if _binary(getattr(layer, "input_quantizer", None)):
+        if is_binarizing(layer):
             layer.input_quantizer = lq.quantizers.SteSign(clip_value=float(clip_value))
             count += 1
     return count
