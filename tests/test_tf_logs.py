@@ -12,6 +12,9 @@ from bnn_keras.cli.log_filter import TF_LOG_LINE, filter_chunk, is_noise
 ROOT = str(Path(__file__).resolve().parents[1])
 XLA = b"I0000 00:00:1796496595.615675   30696 device_compiler.h:188] Compiled cluster using XLA!"
 OLD_W = b"2026-12-05 18:50:31.788335: W external/local_xla/xla/service/x.cc:12] slow"
+HARMLESS = (b"2026-12-05 22:58:36.505283: E tensorflow/core/framework/node_def_util.cc:680] "
+            b"NodeDef mentions attribute use_unbounded_threadpool which is not in the op "
+            b"definition: Op<name=MapDataset; ...> Unknown attributes will be ignored.")
 ERROR = b"E0000 00:00:1796496631.802373   31291 cuda_dnn.cc:8579] Unable to register cuDNN"
 
 
@@ -26,6 +29,7 @@ def test_info_and_warning_lines_are_noise_errors_are_not():
     assert is_noise(b"WARNING: All log messages before absl::InitializeLog() is called are "
                     b"written to STDERR")
     assert TF_LOG_LINE.match(ERROR) and not is_noise(ERROR)
+    assert is_noise(HARMLESS)  # what the default run logs with --deterministic
     assert not is_noise(b"F0000 00:00:1.2 7 x.cc:1] Check failed: fatal")
     assert not is_noise(b"error: unknown model 'x'") and not is_noise(b"Warning: a user line")
 

@@ -5,8 +5,8 @@ XLA and TensorFlow log through their own statically linked copy of absl, whose l
 Compiled cluster using XLA!`` while a command runs. The CLI sends file descriptor 2 through
 this script, run as its own process (:func:`bnn_keras.cli.tf_logs.native_log_filter`): a
 separate process still forwards the last lines when the command dies on a fatal error.
-Error and fatal lines (``E``, ``F``) and everything else pass. Standard library only: it
-runs before, and apart from, the package.
+Error and fatal lines (``E``, ``F``), but for TensorFlow's known harmless ones, and
+everything else pass. Standard library only: it runs before, and apart from, the package.
 """
 
 from __future__ import annotations
@@ -21,16 +21,22 @@ TF_LOG_LINE = re.compile(
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] [\w./-]+:\d+\]"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
 _LEVEL = re.compile(rb"^(?:([IWEF])\d{4} |\d{4}-\d\d-\d\d [\d:.]+: ([IWEF]) )")
+#: error lines TensorFlow prints about itself and then ignores: with op determinism on,
+#: tf.data rewrites a parallel map into a sequential one and keeps an attribute the
+#: sequential op does not declare ("Unknown attributes will be ignored")
+KNOWN_HARMLESS = re.compile(rb"NodeDef mentions attribute \w+ which is not in the op definition")
 # A partial line longer than this that does not start like a log line is passed on.
 _PREFIX_BYTES = 96
 
 
 def is_noise(line: bytes) -> bool:
-    """Whether ``line`` is a C++ info or warning line (or absl's start-up notice)."""
+    """Whether ``line`` is a C++ info or warning line (or absl's start-up notice), or an
+    error line of :data:`KNOWN_HARMLESS`."""
     if not TF_LOG_LINE.match(line):
         return False
     m = _LEVEL.match(line)
-    return m is None or (m.group(1) or m.group(2)) in (b"I", b"W")
+    return (m is None or (m.group(1) or m.group(2)) in (b"I", b"W")
+            or KNOWN_HARMLESS.search(line) is not None)
 
 
 def _may_become_log_line(partial: bytes) -> bool:
