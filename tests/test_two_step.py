@@ -6,6 +6,7 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from bnn_keras import export, models
 from bnn_keras.errors import BnnError
@@ -45,12 +46,33 @@ def test_stage1_uses_real_weights(variant, rng):
     layer = binary_kernel_layers(net)[0]
     binary = _kernel(layer)
     assert len(np.unique(np.abs(binary[..., 0]).round(6))) == 1  # +-s per channel
-    assert set_real_weights(net) == len(binary_kernel_layers(net)) > 0
+    binary_layers = len(binary_kernel_layers(net))
+    assert set_real_weights(net) == binary_layers > 0
+    assert binary_kernel_layers(net) == []  # what a profile or an export sees too
     real = _kernel(layer)
     assert len(np.unique(np.abs(real[..., 0]).round(6))) > 10
     np.testing.assert_array_equal(np.sign(real), np.sign(binary))
     x = rng.normal(size=(2, *SHAPE)).astype(np.float32)
     assert np.all(np.isfinite(net(x, training=True).numpy()))
+
+
+@pytest.mark.parametrize("variant", ["bf", "bn"])
+def test_stage1_model_file_reloads_as_the_stage1_network(variant, rng, tmp_path):
+    """The saved stage-1 network computes what it computed in training (real kernels),
+    not the binary network of the same weights."""
+    net = models.create(register_tiny(), variant, 3, SHAPE)
+    set_real_weights(net)
+    _perturb(net, rng)
+    x = rng.normal(size=(4, *SHAPE)).astype(np.float32)
+    expected = net(x, training=False).numpy()
+    net.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert binary_kernel_layers(loaded) == []
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+    stage2 = models.create(register_tiny(), variant, 3, SHAPE)
+    init_from(stage2, loaded)
+    assert not np.allclose(stage2(x, training=False).numpy(), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("name,variant", [("reactnet_18", "bf"), ("tiny", "bn")])

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.layers.conv2d import conv2d
-from bnn_keras.quantizers import StandardizedSign, standardize_kernel
+from bnn_keras.quantizers import StandardizedKernel, StandardizedSign, standardize_kernel
 
 
 class _GainMixin:
@@ -107,6 +107,8 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
     Inputs are binarised with ``input_quantizer`` (:class:`~bnn_keras.quantizers.ApproxSign`
     by default) and "same" padding pads with +1 (``pad_values=1.0``) so that LCE lowers
     the layer to ``LceBconv2d`` with \(c \cdot g \cdot s\) folded into its output multiplier.
+    ``real_kernel=True`` (two-step training's first stage) keeps \(\hat W\) real-valued:
+    binary activations, real weights.
 
     Example:
         ```python
@@ -117,9 +119,11 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
 
     def __init__(self, filters, kernel_size, *, eps: float = 1e-5, output_scale: float = 1.0,
                  input_quantizer="bnn_keras>ApproxSign", pad_values: float = 1.0,
-                 use_bias: bool = False, kernel_initializer="he_normal", **kwargs):
+                 use_bias: bool = False, kernel_initializer="he_normal",
+                 real_kernel: bool = False, **kwargs):
         self.eps = float(eps)
         self.output_scale = float(output_scale)
+        self.real_kernel = bool(real_kernel)
         kwargs.pop("kernel_quantizer", None)  # fixed: it *is* this layer's definition
         larq_log = logging.getLogger("larq.layers_base")
         level = larq_log.level
@@ -133,8 +137,13 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
             larq_log.setLevel(level)
         # the signs and their scale from the variables' dtype (float32 under a mixed
         # policy, float64 where floatx is), never from a 16-bit copy
-        self.kernel_quantizer = StandardizedSign(eps=self.eps,
-                                                 dtype=self.dtype_policy.variable_dtype)
+        self.kernel_quantizer = self.make_kernel_quantizer()
+
+    def make_kernel_quantizer(self):
+        """:class:`~bnn_keras.quantizers.StandardizedSign`, or with ``real_kernel`` (two-step
+        training's first stage) :class:`~bnn_keras.quantizers.StandardizedKernel`."""
+        kind = StandardizedKernel if self.real_kernel else StandardizedSign
+        return kind(eps=self.eps, dtype=self.dtype_policy.variable_dtype)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -157,4 +166,5 @@ class ScaledStdQuantConv2D(_GainMixin, lq.layers.QuantConv2D):
     def get_config(self) -> dict:
         config = super().get_config()
         config.pop("kernel_quantizer", None)
-        return {**config, "eps": self.eps, "output_scale": self.output_scale}
+        return {**config, "eps": self.eps, "output_scale": self.output_scale,
+                "real_kernel": self.real_kernel}

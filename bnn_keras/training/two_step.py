@@ -8,8 +8,9 @@ by layer and weight name and fails - instead of silently skipping, as the refere
 code's ``load_state_dict(strict=False)`` does - if any weight of the new network is left
 at its random initialisation.
 
-The stage-1 ``model.keras`` reloads with binary kernels (the layer configs do not record
-the stage); it holds the latent weights that stage 2 starts from.
+Stage 1 changes the layers' kernel quantizers, which their configs record: the stage-1
+``model.keras`` reloads as the real-weight network it was trained as, and holds the
+latent weights that stage 2 starts from.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdQuantConv2D
-from bnn_keras.quantizers import has_binary_kernel, is_binarizing, standardize_kernel
+from bnn_keras.quantizers import has_binary_kernel, is_binarizing
 from bnn_keras.training.run_folder import MODEL_FILE, model_file
 from bnn_keras.variables import latent_variable
 
@@ -40,7 +41,9 @@ def binary_kernel_layers(net: keras.Model) -> list[keras.layers.Layer]:
 
 
 def set_real_weights(net: keras.Model) -> int:
-    """Stage 1: make every binary conv use real-valued kernels (activations stay binary).
+    """Stage 1: make every binary conv use real-valued kernels (activations stay binary):
+    larq layers lose their kernel quantizer, weight-standardised ones keep only the
+    standardisation (:class:`~bnn_keras.quantizers.StandardizedKernel`).
 
     Returns the number of layers changed. Call before the first forward pass is traced.
     """
@@ -50,10 +53,11 @@ def set_real_weights(net: keras.Model) -> int:
         if kernel is None or not hasattr(kernel, "quantizer"):
             continue
         if isinstance(layer, ScaledStdQuantConv2D):
-            eps = layer.eps
-            kernel.quantizer = lambda w, eps=eps: standardize_kernel(w, eps)
+            layer.real_kernel = True
+            layer.kernel_quantizer = layer.make_kernel_quantizer()
         else:
-            kernel.quantizer = None
+            layer.kernel_quantizer = None
+        kernel.quantizer = layer.kernel_quantizer  # what the forward pass reads
         count += 1
     return count
 
