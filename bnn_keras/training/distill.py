@@ -204,28 +204,20 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
 
     preprocess = None
     probabilities = False
-    if spec.startswith("keras:"):
+    if spec.startswith(("keras:", "larq_zoo:")):
         builder = pretrained_builder(spec)
-        module = _applications_module(builder)
+        if spec.startswith("keras:"):
+            preprocess = getattr(_applications_module(builder), "preprocess_input", None)
+        else:
+            import larq_zoo as lqz
+
+            preprocess = lqz.preprocess_input
         try:
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
-                from None
-        preprocess = getattr(module, "preprocess_input", None)
+            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") from None
         probabilities = True
         model = _with_input_adapter(model, input_shape, mean, std, preprocess)
-    elif spec.startswith("larq_zoo:"):
-        import larq_zoo as lqz
-
-        builder = pretrained_builder(spec)
-        try:
-            model = builder(weights="imagenet")
-        except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
-                from None
-        probabilities = True
-        model = _with_input_adapter(model, input_shape, mean, std, lqz.preprocess_input)
     else:
         model = load_keras_model(model_file(spec))
     outputs = int(model.output_shape[-1])
