@@ -202,30 +202,21 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
     from bnn_keras.io import load_keras_model
     from bnn_keras.training.run_folder import model_file
 
-    preprocess = None
-    probabilities = False
-    if spec.startswith("keras:"):
+    probabilities = spec.startswith(("keras:", "larq_zoo:"))
+    if probabilities:
         builder = pretrained_builder(spec)
-        module = _applications_module(builder)
-        try:
-            model = builder(weights="imagenet")
-        except Exception as err:  # noqa: BLE001
-            raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
-                from None
-        preprocess = getattr(module, "preprocess_input", None)
-        probabilities = True
-        model = _with_input_adapter(model, input_shape, mean, std, preprocess)
-    elif spec.startswith("larq_zoo:"):
-        import larq_zoo as lqz
+        if spec.startswith("keras:"):
+            preprocess = getattr(_applications_module(builder), "preprocess_input", None)
+        else:
+            import larq_zoo as lqz
 
-        builder = pretrained_builder(spec)
+            preprocess = lqz.preprocess_input
         try:
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001
             raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") \
                 from None
-        probabilities = True
-        model = _with_input_adapter(model, input_shape, mean, std, lqz.preprocess_input)
+        model = _with_input_adapter(model, input_shape, mean, std, preprocess)
     else:
         model = load_keras_model(model_file(spec))
     outputs = int(model.output_shape[-1])
