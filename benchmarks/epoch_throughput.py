@@ -58,6 +58,17 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+def best_seconds(run, steps: int, repeats: int) -> float:
+    """Seconds per step of ``run(steps)`` (which runs ``steps`` steps and waits for the
+    last), the best of ``repeats`` runs: the least disturbed by this shared host."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(steps)
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
 def peer_model_file(src: str, variant: str) -> Path:
     """BNN_NoBN's ReActNet-18 file of ``variant`` under ``src``; exits with one line when
     it or torch is missing (checked before the long timing of our own run starts)."""
@@ -108,21 +119,19 @@ def peer_step_seconds(src: str, variant: str, shape: tuple[int, int, int], batch
 
     step()
     step()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, (time.perf_counter() - start) / steps)
-    return best
+    return best_seconds(lambda n: [step() for _ in range(n)], steps, repeats)
 
 
-def _timed_callbacks(callbacks, keras):
+def _timed_callbacks(callbacks, keras, time_step=None):
     """Each callback's ``on_test_end`` and ``on_epoch_end`` (the hooks that run between
     the end of validation and the end of the epoch) wrapped to add their seconds to a
-    shared table, and a callback that records when each epoch's batches and its
-    validation begin and end."""
+    shared table, a callback that records when each epoch's batches and its validation
+    begin and end, and one after every other epoch-end that ends the epoch's clock, then
+    (given ``time_step``) times the step alone, ``probes[e]`` seconds per step after
+    epoch ``e`` (its steps train the scratch model too), before the next epoch's clock
+    starts."""
     spent: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    probes: dict[int, float] = {}
 
     def wrap(cb):
         name = type(cb).__name__
@@ -165,30 +174,16 @@ def _timed_callbacks(callbacks, keras):
         def on_epoch_end(self, epoch, logs=None):
             self.t_end = time.perf_counter()
 
-    class Total(keras.callbacks.Callback):  # after every other epoch-end
-        def __init__(self, phases):
-            super().__init__()
-            self.phases = phases
-
+    class Total(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            self.phases.clock = time.perf_counter()
-            spent[epoch]["epoch"] = self.phases.clock - self.phases.t0
+            spent[epoch]["epoch"] = time.perf_counter() - phases.t0
+            if time_step is not None:
+                probes[epoch] = time_step()
+            phases.clock = time.perf_counter()  # the next epoch's clock starts here
 
     batches: dict[int, list[float]] = {}
     phases = Phases()
-    return [phases, *(wrap(cb) for cb in callbacks), Total(phases)], spent, batches, phases
-
-
-def step_probe(keras, time_step, probes: dict[int, float], phases):
-    """A callback timing the step alone after every epoch's end (placed after the epoch's
-    ``Total``), then starting the next epoch's clock on ``phases``; ``probes[e]`` is the
-    seconds per step after epoch ``e``. Its steps train the scratch model too."""
-    class Probe(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            probes[epoch] = time_step()
-            phases.clock = time.perf_counter()  # the next epoch's clock starts here
-
-    return Probe()
+    return [phases, *(wrap(cb) for cb in callbacks), Total()], spent, batches, probes
 
 
 def main() -> None:
@@ -221,25 +216,20 @@ def main() -> None:
 
         step = tf.function(trainer.train_step, reduce_retracing=True)
 
+        def run(steps: int) -> None:
+            for _ in range(steps):
+                out = step(batch)
+            float(out["loss"])  # waits for the last step
+
         def step_seconds(repeats: int = args.repeats, steps: int = args.steps) -> float:
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                for _ in range(steps):
-                    out = step(batch)
-                float(out["loss"])
-                best = min(best, (time.perf_counter() - start) / steps)
-            return best
+            return best_seconds(run, steps, repeats)
 
         step(batch)  # trace
         before = step_seconds()
 
         run_callbacks = run_steps._callbacks(config, setup, folder, None)
-        callbacks, spent, batches, phases = _timed_callbacks(run_callbacks, keras)
-        probes: dict[int, float] = {}
-        if args.probe_steps:
-            callbacks.append(step_probe(keras, lambda: step_seconds(2, args.probe_steps),
-                                        probes, phases))
+        probe = (lambda: step_seconds(2, args.probe_steps)) if args.probe_steps else None
+        callbacks, spent, batches, probes = _timed_callbacks(run_callbacks, keras, probe)
         test = run_steps.evaluation_stream(config, setup.dataset.test)
         trainer.fit(setup.train_data, epochs=config.epochs, validation_data=test,
                     verbose=0, callbacks=callbacks)

@@ -61,18 +61,14 @@ def op_table(cases: list[str]) -> None:
 
 def latency_table(names: list[str], size: int, threads: int, runs: int, repeats: int) -> None:
     from bnn_keras import models
-    from bnn_keras.bench.local import benchmark_flatbuffer
+    from bnn_keras.bench.local import best_median_ms
 
     print("| model | before (ms) | after (ms) | after / before |")
     print("|---|---|---|---|")
     for name in names:
         variant = models.get(name).default_variant
-        buffers = flatbuffers(name, variant, size, 1000)
-        best = {way: float("inf") for way in buffers}
-        for _ in range(repeats):
-            for way, flatbuffer in buffers.items():
-                latency = benchmark_flatbuffer(flatbuffer, threads=threads, runs=runs)
-                best[way] = min(best[way], latency.median_ms)
+        best = best_median_ms(flatbuffers(name, variant, size, 1000), threads=threads,
+                              runs=runs, repeats=repeats)
         print(f"| {name} {variant} | {best['before']:.1f} | {best['after']:.1f} | "
               f"{best['after'] / best['before']:.3f} |", flush=True)
 

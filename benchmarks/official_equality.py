@@ -14,15 +14,11 @@ figures under 1e-3.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
 import bnn_keras  # noqa: F401  (Keras 2 before TensorFlow)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.official_weights import fixture_names, load_fixture  # noqa: E402
+from bnn_keras.official_fixtures import fixture_names, load_fixture
 
 
 def _rel(got: np.ndarray, want: np.ndarray) -> float:

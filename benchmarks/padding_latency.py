@@ -36,7 +36,7 @@ def flatbuffers(name: str, variant: str, size: int) -> dict[str, bytes]:
 
 
 def main() -> None:
-    from bnn_keras.bench.local import benchmark_flatbuffer
+    from bnn_keras.bench.local import best_median_ms
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="reactnet_18,reactnet_a,bnext_tiny")
@@ -49,13 +49,8 @@ def main() -> None:
     print("| model | zero padding (ms) | +1 padding (ms) | zero / +1 |")
     print("|---|---|---|---|")
     for name in args.models.split(","):
-        buffers = flatbuffers(name, args.variant, args.input_size)
-        best = {key: float("inf") for key in buffers}
-        for _ in range(args.repeats):
-            for key, flatbuffer in buffers.items():
-                latency = benchmark_flatbuffer(flatbuffer, threads=args.threads,
-                                               runs=args.runs)
-                best[key] = min(best[key], latency.median_ms)
+        best = best_median_ms(flatbuffers(name, args.variant, args.input_size),
+                              threads=args.threads, runs=args.runs, repeats=args.repeats)
         zero, one = best["pad 0"], best["pad 1"]
         print(f"| {name} {args.variant} | {zero:.1f} | {one:.1f} | {zero / one:.3f} |",
               flush=True)

@@ -13,15 +13,11 @@ relative error. ``tests/test_official_steps.py`` asserts these under 1e-5 / 1e-6
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
 import bnn_keras  # noqa: F401  (Keras 2 before TensorFlow)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.official_steps import CASES, our_steps, weight_errors  # noqa: E402
+from bnn_keras.training.official_steps import CASES, our_steps, weight_errors
 
 
 def row(name: str) -> str:

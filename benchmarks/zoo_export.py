@@ -30,14 +30,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import bnn_keras  # noqa: F401  (sets the Keras environment before TensorFlow loads)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.official_weights import fixture_names  # noqa: E402
+from bnn_keras.official_fixtures import fixture_names
 
 
 def official_sources(name: str, variant: str) -> list[str]:

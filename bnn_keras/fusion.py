@@ -52,13 +52,14 @@ def fuse_forward(training) -> bool:
     return training is True or getattr(_tracing, "inference", False)
 
 
-def exact(t: tf.Tensor) -> tf.Tensor:
-    """The rounding of a chain that runs in its inputs' own dtype: none."""
+def unrounded(t: tf.Tensor) -> tf.Tensor:
+    """The identity: the ``rounded`` of a chain that runs in its inputs' own dtype,
+    where each op already stores its result in that dtype, so nothing is rounded."""
     return t
 
 
 def fused(chain: Callable) -> Callable:
-    """``chain(*tensors, rounded=exact)`` compiled by XLA into one kernel.
+    """``chain(*tensors, rounded=unrounded)`` compiled by XLA into one kernel.
 
     ``chain`` is written in plain element-wise ops and passes every arithmetic result
     through ``rounded``. With 16-bit inputs the kernel computes in float32, where XLA's

@@ -10,7 +10,7 @@ import larq as lq
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.fusion import exact, fused
+from bnn_keras.fusion import fused, unrounded
 
 
 def is_one_bit(quantizer) -> bool:
@@ -102,7 +102,7 @@ def approx_sign(x: tf.Tensor) -> tf.Tensor:
 
 
 @fused
-def _approx_sign_grad(x, dy, rounded=exact):
+def _approx_sign_grad(x, dy, rounded=unrounded):
     return dy * tf.nn.relu(rounded(2.0 - rounded(2.0 * tf.abs(x))))
 
 
@@ -226,7 +226,7 @@ def standardized_sign(w: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
     root_n = tf.sqrt(tf.cast(fan_in, w.dtype))
 
     @tf.custom_gradient
-    def fused(w):
+    def standardized_sign_op(w):
         mean = tf.reduce_mean(w, axis=axes, keepdims=True)
         std = tf.math.reduce_std(w, axis=axes, keepdims=True)
         denom = (std + eps) * root_n
@@ -243,7 +243,7 @@ def standardized_sign(w: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
 
         return out, grad
 
-    return fused(w)
+    return standardized_sign_op(w)
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")

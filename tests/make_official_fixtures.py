@@ -1,7 +1,7 @@
 """Make ``tests/data/official/*.npz`` by running the official PyTorch code.
 
 For each case below: build the network with the official repository's own constructor,
-set every tensor to :func:`official_weights.seeded_tensor` of its key, measure the
+set every tensor to :func:`bnn_keras.official_fixtures.seeded_tensor` of its key, measure the
 BatchNorm running statistics on digits images (train mode, cumulative averages, then
 rounded to float16 so the stored values are exactly the ones used), and record the
 logits the official network gives in eval mode for two more images.
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from official_weights import FIXTURES, MEASURED, seeded_tensor  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bnn_keras.official_fixtures import FIXTURES, MEASURED, seeded_tensor  # noqa: E402
 
 #: name: (repository folder, file, constructor expression, model, variant, source,
 #: input size). ``M`` is the loaded module, ``C`` the class count.

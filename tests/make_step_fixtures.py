@@ -13,7 +13,7 @@ float32 two correct implementations of a full-width net part that way within thr
 steps; in float64 they cannot. Stored: the loss of each step, the learning rates of the
 first, a middle and the last epoch, and the weights after the three steps: small tensors
 whole, larger ones as their norm and 8 projections on seeded Gaussian directions
-(``official_weights.direction``), enough to measure a relative difference.
+(``bnn_keras.official_fixtures.direction``), enough to measure a relative difference.
 ``tests/test_official_steps.py`` does the same three steps with bnn-keras and compares.
 
 The official scripts need CUDA and ImageNet, so their step is written out here from
@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from make_official_fixtures import commit, digits, load_module, seeded_network  # noqa: E402
-from official_weights import STEP_FIXTURES, direction  # noqa: E402
+
+from bnn_keras.official_fixtures import STEP_FIXTURES, direction  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "zoo" / "recipes"
 BATCH, SIZE, CLASSES, STEPS = 8, 32, 10, 3

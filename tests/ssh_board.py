@@ -13,12 +13,13 @@ import contextlib
 import getpass
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 SSHD = shutil.which("sshd") or next(
     (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None)
@@ -140,12 +141,6 @@ def profile_text(nodes: list = PROFILED_NODES) -> str:
 
 
 STAND_IN += profile_text() + "PROFILE\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -11,8 +11,8 @@ from bnn_keras.bench.parse import parse_benchmark_output
 from bnn_keras.bench.profile import parse_op_profile, types_of
 from bnn_keras.errors import BnnError
 from tests import ssh_board
+from tests.cli_helpers import assert_one_line_error, run_main
 from tests.ssh_board import profile_text
-from tests.test_cli import assert_one_line_error, run_main
 
 tiny = ssh_board.tiny
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bnn_keras.errors import BnnError
+from tests.helpers import stopped_run
 
 
 def _fake_run(root: Path, name: str, age: float) -> Path:
@@ -90,23 +91,10 @@ def test_bench_plot_on_a_full_disk_keeps_the_earlier_plot(tmp_path, monkeypatch)
     assert [p.name for p in plot.parent.iterdir()] == ["latency.png"]
 
 
-def _stopped_run(tmp_path, monkeypatch, name="h"):
-    """A run folder with a valid config, and training that fails the test if reached."""
-    from bnn_keras.training import run_steps
-    from bnn_keras.training.config import TrainConfig
-
-    run = tmp_path / name
-    run.mkdir()
-    config = TrainConfig(name=name, output=str(tmp_path))
-    (run / "config.json").write_text(json.dumps(config.to_dict()))
-    monkeypatch.setattr(run_steps, "build", lambda *a, **k: pytest.fail("trained"))
-    return run, config
-
-
 def test_resume_checks_history_before_training(tmp_path, monkeypatch):
     from bnn_keras.training.run import train
 
-    run, config = _stopped_run(tmp_path, monkeypatch)
+    run, config = stopped_run(tmp_path, monkeypatch)
     history = run / "history.csv"
     history.write_bytes(b"epoch,loss\n0,1.5\n1,\xff\xfe\n")
     with pytest.raises(BnnError, match=f"cannot read {history}: .*codec can't decode"):
@@ -127,7 +115,7 @@ BAD_CONFIGS = [pytest.param(text, needle, id=name) for name, text, needle in [
 def test_resume_from_a_bad_run_config_names_it(text, needle, tmp_path, monkeypatch):
     from bnn_keras.training.run import train
 
-    run, config = _stopped_run(tmp_path, monkeypatch)
+    run, config = stopped_run(tmp_path, monkeypatch)
     (run / "config.json").write_bytes(text)
     with pytest.raises(BnnError, match=f"run config {run / 'config.json'}.*({needle})"):
         train(config, resume_from=run)
@@ -136,7 +124,7 @@ def test_resume_from_a_bad_run_config_names_it(text, needle, tmp_path, monkeypat
 @pytest.mark.parametrize("command", ["eval", "landscape", "inspect"])
 @pytest.mark.parametrize("text,needle", BAD_CONFIGS[:2])
 def test_insight_commands_name_a_bad_run_config(command, text, needle, tmp_path, capsys):
-    from tests.test_cli import assert_one_line_error, run_main
+    from tests.cli_helpers import assert_one_line_error, run_main
 
     run = tmp_path / "r"
     run.mkdir()
@@ -148,13 +136,13 @@ def test_insight_commands_name_a_bad_run_config(command, text, needle, tmp_path,
 
 
 def test_train_on_a_folder_with_a_corrupt_image_leaves_no_run(tmp_path, capsys):
-    from tests.test_cli import _train, assert_one_line_error
-    from tests.test_data_images import _corrupt_middle, _write_folder
+    from tests.cli_helpers import assert_one_line_error, train_tiny
+    from tests.image_files import corrupt_middle, write_folder
 
-    root = _write_folder(tmp_path / "pets")
-    _corrupt_middle(root / "train" / "dog" / "0.jpg")
-    code, _, err = _train(capsys, tmp_path / "runs", "--dataset", f"folder:{root}",
-                          "--epochs", "1", "--name", "pets")
+    root = write_folder(tmp_path / "pets")
+    corrupt_middle(root / "train" / "dog" / "0.jpg")
+    code, _, err = train_tiny(capsys, tmp_path / "runs", "--dataset", f"folder:{root}",
+                              "--epochs", "1", "--name", "pets")
     assert_one_line_error(code, err, f"{root / 'train' / 'dog' / '0.jpg'} (does not decode)")
     assert list((tmp_path / "runs").iterdir()) == []
 
@@ -198,9 +186,9 @@ HUGE = str(10**23)
     (["--batch-size", "2000"], "larger than the training split of digits (1437 images)"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_train_refuses_out_of_range_input_and_leaves_no_folder(args, needle, capsys, tmp_path):
-    from tests.test_cli import _train, assert_one_line_error
+    from tests.cli_helpers import assert_one_line_error, train_tiny
 
-    code, _, err = _train(capsys, tmp_path / "runs", "--epochs", "1", *args)
+    code, _, err = train_tiny(capsys, tmp_path / "runs", "--epochs", "1", *args)
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
@@ -240,143 +228,8 @@ def test_an_option_that_overflows_the_builder_is_a_bad_option():
 
 
 def test_bench_threads_are_bounded_with_their_own_message(capsys, tmp_path):
-    from tests.test_cli import assert_one_line_error, run_main
+    from tests.cli_helpers import assert_one_line_error, run_main
 
     code, _, err = run_main(["bench", tmp_path / "m.tflite", "--threads", "1,2147483648"],
                             capsys)
     assert_one_line_error(code, err, "thread counts must be at most 1024, got 2147483648")
-
-
-@pytest.mark.parametrize("error", ["oserror", "tf"])
-def test_a_full_temporary_folder_during_the_float_baseline_says_so(error, monkeypatch):
-    import errno
-
-    import tensorflow as tf
-    import tf_keras as keras
-
-    from bnn_keras import export
-    from bnn_keras.bench.float_baseline import float_flatbuffer
-
-    def full(model, directory):
-        if error == "oserror":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        raise tf.errors.ResourceExhaustedError(
-            None, None, f"{directory}/variables/x.data; {os.strerror(errno.ENOSPC)}")
-
-    monkeypatch.setattr(export, "save_inference_graph", full)
-    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(BnnError, match="the temporary folder .* is full") as info:
-        float_flatbuffer(net)
-    assert "cannot convert" not in str(info.value)
-
-
-def test_a_full_temporary_folder_while_writing_the_float_baseline(tmp_path, monkeypatch):
-    import importlib
-
-    from bnn_keras.bench import float_baseline
-    from tests.full_disk import fill_disk
-
-    bench = importlib.import_module("bnn_keras.cli.bench")  # the module, not the command
-
-    monkeypatch.setattr(bench, "_keras_beside", lambda path, explicit: None)
-    monkeypatch.setattr(float_baseline, "float_flatbuffer", lambda model: b"TFL3" * 100)
-    fill_disk(monkeypatch, tmp_path)
-    with pytest.raises(BnnError, match=f"temporary folder {tmp_path}: it is full"):
-        bench._float_baselines(("m.tflite",), None, tmp_path)
-
-
-def test_ctrl_c_before_the_first_epoch_removes_the_fresh_run(capsys, tmp_path, monkeypatch):
-    from bnn_keras.training import run_steps
-    from tests.test_cli import _train, assert_one_line_error
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_steps, "fit", interrupted)
-    code, _, err = _train(capsys, tmp_path / "runs", "--epochs", "1", "--name", "c")
-    assert code == 130
-    assert_one_line_error(code, err, "interrupted (no epoch had finished, so the run folder "
-                                     f"{tmp_path / 'runs' / 'c'} was removed)")
-    assert "--resume" not in err and list((tmp_path / "runs").iterdir()) == []
-
-
-def test_ctrl_c_of_a_run_with_progress_says_how_to_continue(capsys, tmp_path, monkeypatch):
-    from tests.test_cli import _train, assert_one_line_error
-
-    run, _ = _stopped_run(tmp_path, monkeypatch)  # training replaced by pytest.fail ...
-    from bnn_keras.training import run_steps
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt  # ... and then by Ctrl-C while the resume builds
-
-    monkeypatch.setattr(run_steps, "build", interrupted)
-    code, _, err = _train(capsys, tmp_path, "--resume-from", run)
-    assert_one_line_error(code, err, f"continue the run with `bnn-keras train --resume-from "
-                                     f"{run}`")
-    assert (run / "config.json").exists()
-
-
-def test_running_out_of_memory_names_the_batch_size(capsys, tmp_path, monkeypatch):
-    import tensorflow as tf
-
-    from bnn_keras.training import run_steps
-    from tests.test_cli import _train, assert_one_line_error
-
-    def oom(*args, **kwargs):
-        raise tf.errors.ResourceExhaustedError(None, None, "Graph execution error:\n\nOOM")
-
-    monkeypatch.setattr(run_steps, "fit", oom)
-    code, _, err = _train(capsys, tmp_path / "runs", "--epochs", "1", "--batch-size", "16")
-    assert_one_line_error(code, err, "ran out of memory training at batch size 16 (try a "
-                                     "smaller --batch-size); no epoch had finished")
-    assert list((tmp_path / "runs").iterdir()) == []
-
-
-def _keras_file(tmp_path):
-    import tf_keras as keras
-
-    path = tmp_path / "m.keras"
-    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(path)
-    return path
-
-
-def test_ctrl_c_and_sigterm_during_export_advise_no_training(capsys, tmp_path, monkeypatch):
-    import importlib
-    import signal
-
-    from tests.test_cli import assert_one_line_error, run_main
-
-    report = importlib.import_module("bnn_keras.export.report")
-    model = _keras_file(tmp_path)
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(report, "convert", interrupted)
-    code, _, err = run_main(["export", model], capsys)
-    assert code == 130
-    assert_one_line_error(code, err, "interrupted")
-    assert "train" not in err
-
-    def terminated(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30)  # the handler raises here
-        pytest.fail("SIGTERM was not handled")
-
-    monkeypatch.setattr(report, "convert", terminated)
-    code, _, err = run_main(["export", model], capsys)
-    assert code == 143
-    assert_one_line_error(code, err, "terminated")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temporary file
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back for the caller
-
-
-def test_a_model_module_calling_sys_exit_is_one_line(capsys, tmp_path, monkeypatch):
-    from tests.test_cli import assert_one_line_error, run_main
-
-    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("BNN_KERAS_MODELS", "exits_on_import")
-    code, _, err = run_main(["models"], capsys)
-    assert_one_line_error(code, err, "model module 'exits_on_import' from $BNN_KERAS_MODELS "
-                                     "called sys.exit(3)")

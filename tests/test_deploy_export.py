@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.test_cli import run_main
+from tests.cli_helpers import run_main
 
 pytestmark = pytest.mark.xdist_group("deploy_export")  # its module fixture runs once
 

@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 
 from tests import ssh_board
-from tests.ssh_board import free_port, stand_in
-from tests.test_cli import assert_one_line_error, run_main
+from tests.cli_helpers import assert_one_line_error, run_main
+from tests.helpers import free_port
+from tests.ssh_board import stand_in
 
 pytestmark = ssh_board.REQUIRES_SSH
 board, board_without_sftp, tiny = ssh_board.board, ssh_board.board_without_sftp, ssh_board.tiny

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_helpers import ROOT
+from tests.helpers import free_port
+
 pytestmark = pytest.mark.xdist_group("distribute")  # its module fixture runs once
 
 SCRIPT = str(Path(__file__).with_name("dist_script.py"))
-ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _env(**extra):
@@ -52,14 +53,8 @@ def test_bn_without_sync_differs_between_one_and_two_replicas(runs):
     assert max_diff(runs / "single-bn.npz", runs / "mirrored-bn-sync.npz") < no_sync
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_multiworker_two_processes_equals_one_worker(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
@@ -96,7 +91,7 @@ def test_strategy_names_and_chief_rule(monkeypatch):
 
 
 def _cli_workers(tmp_path, *flags):
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     args = [sys.executable, "-m", "bnn_keras", "train", "--strategy", "multiworker",
             "--model", "tiny_reactnet", "--steps-per-epoch", "2", "--batch-size", "8",
             "--image-size", "8",

@@ -7,8 +7,8 @@ import pytest
 
 from bnn_keras.errors import BnnError
 from bnn_keras.models import import_torch, read_checkpoint
-from tests.official_weights import load_fixture
-from tests.test_cli import assert_one_line_error, run_main
+from bnn_keras.official_fixtures import load_fixture
+from tests.cli_helpers import assert_one_line_error, run_main
 
 #: 32x32 inputs and 10 classes: what digits gives, so eval runs on it
 CASE = "bnn_nobn-reactnet_a-bf"

@@ -17,7 +17,7 @@ from bnn_keras.insight import (
 )
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
 from bnn_keras.training.checkpoints import first_checkpoint_prefix
-from tests.test_cli import assert_one_line_error, run_main
+from tests.cli_helpers import assert_one_line_error, run_main
 
 pytestmark = pytest.mark.xdist_group("insight")  # its module fixture runs once
 

@@ -14,7 +14,7 @@ from bnn_keras import models
 from bnn_keras.io import check_keras_file
 from bnn_keras.models.dtypes import float32_model
 from bnn_keras.training.precision import precision_policy
-from tests.test_cli import run_main
+from tests.cli_helpers import run_main
 
 #: The README's three lines, then the model's outputs on the inputs beside each file.
 _LOAD_AND_PREDICT = """

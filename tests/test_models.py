@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import tf_keras as keras
 
 from bnn_keras import models
 from bnn_keras.errors import BnnError
 from bnn_keras.layers import ScaledStdConv2D, ScaledStdQuantConv2D
+from tests.helpers import stream_stds
 
 pytestmark = pytest.mark.isolated  # ImageNet-sized nets built
 
@@ -125,10 +125,10 @@ def test_stem_follows_input_size():
 
 
 def _stream_stds(model, block_output: str) -> list[float]:
-    """The std of every block's output (the layers named ``*{block_output}``)."""
-    outs = [lay.output for lay in model.layers if lay.name.endswith(block_output)]
+    """The std of every block's output (the layers named ``*{block_output}``) on
+    unit-variance inputs."""
     x = np.random.default_rng(0).standard_normal((32, 32, 32, 3)).astype(np.float32)
-    return [float(np.std(o)) for o in keras.Model(model.input, outs)(x)]
+    return stream_stds(model, block_output, x)
 
 
 def test_branch_rprelu_and_pool_gain_keep_unit_variance_at_init():

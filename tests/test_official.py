@@ -15,7 +15,7 @@ from bnn_keras import export, models
 from bnn_keras.errors import BnnError
 from bnn_keras.models.torch_import import ImportReport, import_state_dict, import_torch
 from bnn_keras.models.torch_keys import source_for
-from tests.official_weights import fixture_names, load_fixture
+from bnn_keras.official_fixtures import fixture_names, load_fixture
 
 pytestmark = pytest.mark.isolated  # full nets imported, converted and interpreted
 

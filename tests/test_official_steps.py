@@ -19,8 +19,8 @@ import pytest
 import tf_keras as keras
 
 from bnn_keras.training.distill import distribution_loss
+from bnn_keras.training.official_steps import CASES, TOLERANCE, our_steps, weight_errors
 from bnn_keras.training.optim import build_schedule
-from tests.official_steps import CASES, TOLERANCE, our_steps, weight_errors
 
 #: the case that also checks the comparison can fail (an official tensor moved by ~1e-3)
 SENSITIVITY_CASE = "bnn_nobn-reactnet_18-bf"

@@ -178,10 +178,10 @@ def test_float32_copy_has_the_same_weights_and_outputs(rng):
 
 @pytest.mark.isolated
 def test_run_stores_its_precision_and_saves_float32(capsys, tmp_path):
-    from tests.test_cli import _train
+    from tests.cli_helpers import train_tiny
 
-    code, _, err = _train(capsys, tmp_path, "--epochs", "1", "--name", "p",
-                          "--precision", "mixed_bfloat16")
+    code, _, err = train_tiny(capsys, tmp_path, "--epochs", "1", "--name", "p",
+                              "--precision", "mixed_bfloat16")
     assert code == 0, err
     run = tmp_path / "p"
     assert json.loads((run / "config.json").read_text())["precision"] == "mixed_bfloat16"
@@ -192,18 +192,18 @@ def test_run_stores_its_precision_and_saves_float32(capsys, tmp_path):
 
 def test_auto_is_stored_resolved(capsys, tmp_path, monkeypatch):
     from bnn_keras.training import precision as mod
-    from tests.test_cli import _train
+    from tests.cli_helpers import train_tiny
 
     monkeypatch.setattr(mod, "cpu_has_bf16", lambda: False)
-    code, _, err = _train(capsys, tmp_path, "--epochs", "1", "--name", "a",
-                          "--precision", "auto")
+    code, _, err = train_tiny(capsys, tmp_path, "--epochs", "1", "--name", "a",
+                              "--precision", "auto")
     assert code == 0, err
     assert json.loads((tmp_path / "a" / "config.json").read_text())["precision"] == "float32"
 
 
 def test_bad_precision_is_one_line(capsys, tmp_path):
-    from tests.test_cli import _train
+    from tests.cli_helpers import train_tiny
 
-    code, _, err = _train(capsys, tmp_path, "--precision", "fp8")
+    code, _, err = train_tiny(capsys, tmp_path, "--precision", "fp8")
     assert code == 2 and "'fp8' is not one of" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())

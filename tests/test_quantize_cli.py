@@ -10,14 +10,14 @@ from bnn_keras import models
 from bnn_keras.export.int8 import io_types
 from bnn_keras.io import load_keras_model
 from bnn_keras.quantize import is_quantized
-from tests.test_cli import _train, assert_one_line_error, run_main
+from tests.cli_helpers import assert_one_line_error, run_main, train_tiny
 
 
 def _float_and_int8_runs(capsys, tmp_path):
-    code, _, err = _train(capsys, tmp_path, "--epochs", "1", "--name", "float")
+    code, _, err = train_tiny(capsys, tmp_path, "--epochs", "1", "--name", "float")
     assert code == 0, err
-    code, out, err = _train(capsys, tmp_path, "--epochs", "1", "--quantize", "int8",
-                            "--init-from", tmp_path / "float", "--lr", "1e-4")
+    code, out, err = train_tiny(capsys, tmp_path, "--epochs", "1", "--quantize", "int8",
+                                "--init-from", tmp_path / "float", "--lr", "1e-4")
     assert code == 0, err
     return tmp_path / "float" / "model.keras", tmp_path / "tiny_reactnet-bf-digits-int8"
 
@@ -96,5 +96,5 @@ def test_quantize_is_a_config_and_recipe_key(tmp_path, capsys):
         TrainConfig(quantize="int4")
     with pytest.raises(BnnError, match="quantize must be a string"):
         check_value_types({"quantize": 8}, "recipe")
-    code, _, err = _train(capsys, tmp_path, "--quantize", "int4")
+    code, _, err = train_tiny(capsys, tmp_path, "--quantize", "int4")
     assert code != 0 and "int4" in err and "Traceback" not in err

@@ -3,13 +3,12 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bnn_keras.cli.log_filter import TF_LOG_LINE, filter_chunk, is_noise
+from tests.cli_helpers import ROOT
 
-ROOT = str(Path(__file__).resolve().parents[1])
 XLA = b"I0000 00:00:1796496595.615675   30696 device_compiler.h:188] Compiled cluster using XLA!"
 OLD_W = b"2026-12-05 18:50:31.788335: W external/local_xla/xla/service/x.cc:12] slow"
 HARMLESS = (b"2026-12-05 22:58:36.505283: E tensorflow/core/framework/node_def_util.cc:680] "

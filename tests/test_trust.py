@@ -13,7 +13,7 @@ from bnn_keras import models
 from bnn_keras.errors import BnnError
 from bnn_keras.io import load_keras_model
 from bnn_keras.trust import check_model_config, trusting_code
-from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
+from tests.cli_helpers import TINY_TRAIN, assert_one_line_error, run_main
 
 
 def _lambda(function: dict, constant: str):

@@ -30,6 +30,7 @@ from bnn_keras import export, models
 from bnn_keras.io import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix, Rotate180
 from bnn_keras.quantizers import has_binary_kernel
+from tests.helpers import stream_stds
 
 pytestmark = pytest.mark.isolated  # every family built, trained, converted
 
@@ -118,11 +119,6 @@ def test_imagenet_counts(name, binary_macs, ops, rel):
     assert model.get_layer("classifier").units == 1000
 
 
-def _stream_stds(model, x):
-    adds = [lay.output for lay in model.layers if lay.name.endswith(("_add", "_add1", "_add2"))]
-    return [float(np.std(o)) for o in keras.Model(model.input, adds)(x)]
-
-
 @pytest.mark.parametrize("name, variant", CASES)
 def test_zoo_model(name, variant, tmp_path):
     """The papers' counts, and LCE's conversion deployable as a BNN; training steps and a
@@ -148,7 +144,7 @@ def _train_and_round_trip(model, name: str, variant: str, x: np.ndarray, path: s
     # our BN-free nets start with a unit-variance residual stream; the official BN-free
     # ReActNets do not (tests/test_models.py checks both)
     if variant == "bf" and models.get(name).family != "reactnet":
-        stds = _stream_stds(model, x)
+        stds = stream_stds(model, ("_add", "_add1", "_add2"), x)
         assert stds and all(0.5 <= s <= 2.0 for s in stds), stds
     # batches of 6: at 32x32 the last stages are 1x1, and BN's batch variance over 2
     # values blows the gradients of larq-zoo's QuickNets up to inf. Eager: tracing a

@@ -5,11 +5,11 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.fusion import HALF_DTYPES, exact, fuse_forward, fused
+from bnn_keras.fusion import HALF_DTYPES, fuse_forward, fused, unrounded
 
 
 @fused
-def _shift_forward(x, scale, bias, rounded=exact):
+def _shift_forward(x, scale, bias, rounded=unrounded):
     return rounded(x * scale) + bias
 
 
@@ -88,14 +88,14 @@ class LearnableBias(keras.layers.Layer):
 
 
 @fused
-def _rprelu_forward(x, bias_in, alpha, bias_out, rounded=exact):
+def _rprelu_forward(x, bias_in, alpha, bias_out, rounded=unrounded):
     s = rounded(x - bias_in)
     pos = tf.nn.relu(s)
     return rounded(pos + rounded(alpha * (s - pos))) + bias_out
 
 
 @fused
-def _rprelu_backward(x, bias_in, alpha, dy, rounded=exact):
+def _rprelu_backward(x, bias_in, alpha, dy, rounded=unrounded):
     """``dL/ds`` and ``dy * min(s, 0)``, the two activation-sized terms of the backward."""
     s = rounded(x - bias_in)
     return tf.where(s > 0, dy, rounded(alpha * dy)), dy * tf.minimum(s, 0)

@@ -202,9 +202,8 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
     from bnn_keras.io import load_keras_model
     from bnn_keras.training.run_folder import model_file
 
-    preprocess = None
-    probabilities = False
-    if spec.startswith(("keras:", "larq_zoo:")):
+    probabilities = spec.startswith(("keras:", "larq_zoo:"))
+    if probabilities:
         builder = pretrained_builder(spec)
         if spec.startswith("keras:"):
             preprocess = getattr(_applications_module(builder), "preprocess_input", None)
@@ -216,7 +215,6 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
             model = builder(weights="imagenet")
         except Exception as err:  # noqa: BLE001
             raise BnnError(f"cannot load teacher {spec}: {first_line(err)}") from None
-        probabilities = True
         model = _with_input_adapter(model, input_shape, mean, std, preprocess)
     else:
         model = load_keras_model(model_file(spec))

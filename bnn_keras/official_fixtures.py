@@ -1,10 +1,12 @@
 """The official networks' fixtures: the seeded weight rule and the fixture reader.
 
-A fixture (``tests/data/official/<case>.npz``, made by ``tests/make_official_fixtures.py``
-running the official PyTorch code) holds a state dict's key -> shape list, the BatchNorm
-running statistics the official network measured on data, an input and the logits the
-official network gave for it. Every other tensor is :func:`seeded_tensor` of its key, so
-the test rebuilds the whole state dict without torch and without storing the weights.
+A fixture (``tests/data/official/<case>.npz`` of a source checkout, made by
+``tests/make_official_fixtures.py`` running the official PyTorch code) holds a state
+dict's key -> shape list, the BatchNorm running statistics the official network measured
+on data, an input and the logits the official network gave for it. Every other tensor is
+:func:`seeded_tensor` of its key, so a reader (``tests/test_official.py``,
+``benchmarks/official_equality.py``) rebuilds the whole state dict without torch and
+without storing the weights. NumPy only: the fixture makers import it beside torch.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURES = Path(__file__).parent / "data" / "official"
-STEP_FIXTURES = Path(__file__).parent / "data" / "official_steps"
+#: the fixtures' folders in a source checkout (not in an installed wheel)
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "official"
+STEP_FIXTURES = FIXTURES.parent / "official_steps"
 MEASURED = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -82,12 +85,14 @@ class Fixture:
         return state
 
 
-def fixture_names() -> list[str]:
-    return sorted(p.stem for p in FIXTURES.glob("*.npz"))
+def fixture_names(folder: Path = FIXTURES) -> list[str]:
+    """The fixtures in ``folder``, by name (``<source>-<model>-<variant>``)."""
+    return sorted(p.stem for p in folder.glob("*.npz"))
 
 
-def load_fixture(name: str) -> Fixture:
-    with np.load(FIXTURES / f"{name}.npz", allow_pickle=False) as data:
+def load_fixture(name: str, folder: Path = FIXTURES) -> Fixture:
+    """The fixture ``name`` of ``folder``."""
+    with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
         manifest = json.loads(str(data["manifest"]))
         measured = {key: data[f"measured/{key}"] for key in manifest["measured"]}
         return Fixture(name, manifest["meta"],

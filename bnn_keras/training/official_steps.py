@@ -1,6 +1,6 @@
-"""Our training step from an official step fixture (``tests/data/official_steps``), and how
-far each of our weights ends from the official one: shared by
-``tests/test_official_steps.py`` and ``benchmarks/step_equality.py``.
+"""Our training step from an official step fixture (``tests/data/official_steps`` of a
+source checkout), and how far each of our weights ends from the official one: what
+``tests/test_official_steps.py`` asserts and ``benchmarks/step_equality.py`` tabulates.
 
 :func:`our_steps` runs in the current Keras float type; the fixtures are float64 (see
 ``tests/make_step_fixtures.py``), so call it under ``keras.backend.set_floatx("float64")``.
@@ -17,20 +17,23 @@ import tf_keras as keras
 from bnn_keras import models
 from bnn_keras.models.torch_import import ImportReport, import_state_dict, layer_tensors
 from bnn_keras.models.torch_keys import identify, source_for
+from bnn_keras.official_fixtures import MEASURED, STEP_FIXTURES, direction, seeded_tensor
 from bnn_keras.training import TrainConfig
 from bnn_keras.training.callbacks import TemperatureSchedule
 from bnn_keras.training.optim import build_schedule
 from bnn_keras.training.recipes import load_recipe
 from bnn_keras.training.train_model import build_trainer
 from bnn_keras.training.two_step import set_real_weights
-from tests.official_weights import MEASURED, STEP_FIXTURES, direction, seeded_tensor
 
+#: the step fixtures, by name (``<source>-<model>-<variant>``)
 CASES = sorted(p.stem for p in STEP_FIXTURES.glob("*.npz"))
-RECIPES = Path(__file__).resolve().parents[1] / "zoo" / "recipes"
+#: the recipes in a source checkout, which the fixtures name
+RECIPES = Path(__file__).resolve().parents[2] / "zoo" / "recipes"
 TOLERANCE = 1e-5
 
 
 def load_case(name: str) -> tuple[dict, dict]:
+    """A step fixture: its manifest and its arrays."""
     with np.load(STEP_FIXTURES / f"{name}.npz", allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     return json.loads(str(arrays.pop("manifest"))), arrays
@@ -66,7 +69,7 @@ def _constant(logits: np.ndarray) -> keras.Model:
     return keras.Model(inputs, out)
 
 
-def our_steps(name: str):
+def our_steps(name: str) -> tuple[dict, dict, TrainConfig, keras.Model, list[float]]:
     """Import the fixture's starting weights, train three steps with our trainer from the
     recipe: ``(manifest, arrays, config, net, losses)``."""
     manifest, arrays = load_case(name)
@@ -105,7 +108,8 @@ def our_steps(name: str):
     return manifest, arrays, config, net, losses
 
 
-def weight_errors(manifest: dict, arrays: dict, net: keras.Model, source: str, model: str):
+def weight_errors(manifest: dict, arrays: dict, net: keras.Model, source: str,
+                  model: str) -> dict[str, float]:
     """Per weight: relative error of ours against the official tensor after the steps."""
     layout = source_for(model, source)
     rotate = any(type(layer).__name__ == "Rotate180" for layer in net.layers)
