@@ -92,6 +92,16 @@ def test_writes_beside_validation_and_places_after_the_row(tmp_path, monkeypatch
     assert threads[5].startswith("checkpoint") and during_validation[5]
 
 
+def _second_epoch_fails(net, data, validation, cb, match: str) -> None:
+    """Epoch 2 fails with a one-line error matching ``match``, and the checkpoint folder
+    holds epoch 1's checkpoint alone, with nothing left pending."""
+    with pytest.raises(BnnError, match=match):
+        net.fit(data, validation_data=validation, epochs=2, initial_epoch=1, verbose=0,
+                callbacks=[cb])
+    assert [p.name for p in numbered_checkpoints(cb.directory)] == ["ckpt-1"]
+    assert not (cb.directory / ".pending").exists()
+
+
 @pytest.mark.parametrize("background", [False, True])
 def test_a_failed_write_is_one_line_and_places_nothing(tmp_path, monkeypatch, background):
     net, data, epoch, ckpt = _setup()
@@ -103,11 +113,7 @@ def test_a_failed_write_is_one_line_and_places_nothing(tmp_path, monkeypatch, ba
         raise OSError(28, "No space left on device\nsecond line")
 
     monkeypatch.setattr(ckpt, "write", failing_write)
-    with pytest.raises(BnnError, match="cannot write the checkpoint of epoch 2 .*No space"):
-        net.fit(data, validation_data=data, epochs=2, initial_epoch=1, verbose=0,
-                callbacks=[cb])
-    assert [p.name for p in numbered_checkpoints(directory)] == ["ckpt-1"]
-    assert not (directory / ".pending").exists()
+    _second_epoch_fails(net, data, data, cb, "cannot write the checkpoint of epoch 2 .*No space")
 
 
 def test_a_non_finite_validation_discards_the_write(tmp_path):
@@ -116,11 +122,7 @@ def test_a_non_finite_validation_discards_the_write(tmp_path):
     cb = EpochCheckpoint(directory, epoch, ckpt, background=True)
     net.fit(data, validation_data=data, epochs=1, verbose=0, callbacks=[cb])
     bad = data.map(lambda x, y: (x * np.float32(np.inf), y))
-    with pytest.raises(BnnError, match="NaN/inf in epoch 2.*ckpt-1"):
-        net.fit(data, validation_data=bad, epochs=2, initial_epoch=1, verbose=0,
-                callbacks=[cb])
-    assert [p.name for p in numbered_checkpoints(directory)] == ["ckpt-1"]
-    assert not (directory / ".pending").exists()
+    _second_epoch_fails(net, data, bad, cb, "NaN/inf in epoch 2.*ckpt-1")
 
 
 def test_newer_leftovers_are_kept_and_older_swept(tmp_path):

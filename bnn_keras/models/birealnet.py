@@ -40,7 +40,7 @@ from bnn_keras.models.common import (
     avg_pool,
     batch_norm,
     binary_conv,
-    classifier_head,
+    finish_network,
     real_conv,
     resnet_stem,
     start_network,
@@ -103,9 +103,7 @@ def build_birealnet(blocks: Sequence[int], options: BiRealNetOptions = BiRealNet
             strides = 2 if (b == 0 and stage > 1) else 1
             x = _block(x, filters, strides, options, variant=variant,
                        name=f"stage{stage}_block{b + 1}", beta=next(betas))
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
-                              init=options.init)
-    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+    return finish_network(inputs, x, num_classes, options, variant, name)
 
 
 @register("birealnet_18", variants=VARIANTS, family="birealnet",

@@ -56,7 +56,7 @@ from bnn_keras.models.common import (
     NetOptions,
     avg_pool,
     binary_initializer,
-    classifier_head,
+    finish_network,
     real_conv,
     start_network,
     torch_default,
@@ -265,9 +265,7 @@ def build_bnext(config: BNextConfig, options: BNextOptions = BNextOptions(), *,
             raise BnnError(f"block {i}: {in_filters} -> {filters} channels; BNext blocks "
                            "keep or double their width")
     x = _prelu(x, "head_prelu")
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
-                              init=options.init)
-    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+    return finish_network(inputs, x, num_classes, options, variant, name)
 
 
 def _register(size: str) -> None:

@@ -163,6 +163,15 @@ def start_network(input_shape: tuple[int, int, int], options: NetOptions, varian
     return (*network_input(input_shape, options.align), stem)
 
 
+def finish_network(inputs: tf.Tensor, x: tf.Tensor, num_classes: int, options: NetOptions,
+                   variant: str, name: str) -> keras.Model:
+    """The end :func:`start_network`'s builders share: the classifier head on ``x``
+    (normalizer-free in ``bf``) and the model ``{name}_{variant}`` from ``inputs``."""
+    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
+                              init=options.init)
+    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+
+
 def avg_pool(x: tf.Tensor, strides: int, name: str) -> tf.Tensor:
     """A shortcut's ``strides x strides`` average pool, PyTorch's ``nn.AvgPool2d(strides)``.
 

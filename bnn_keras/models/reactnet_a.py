@@ -42,7 +42,7 @@ from bnn_keras.models.common import (
     avg_pool,
     batch_norm,
     binary_conv,
-    classifier_head,
+    finish_network,
     real_conv,
     start_network,
     variance_schedule,
@@ -149,9 +149,7 @@ def build_reactnet_a(options: ReActNetAOptions = ReActNetAOptions(), *, variant:
         filters = int(x.shape[-1]) * c_out // c_in  # out == in or out == 2 * in
         x = _block(x, filters, strides, options, variant=variant, name=f"block{i}",
                    beta1=beta1, beta2=beta2)
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
-                              init=options.init)
-    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+    return finish_network(inputs, x, num_classes, options, variant, name)
 
 
 @register("reactnet_a", variants=VARIANTS_BN_BF_NONE, family="reactnet",

@@ -53,7 +53,7 @@ from bnn_keras.models.common import (
     batch_norm,
     binary_conv,
     binary_weight_conv,
-    classifier_head,
+    finish_network,
     real_conv,
     resnet_stem,
     start_network,
@@ -147,9 +147,7 @@ def build_reactnet_resnet(blocks: Sequence[int],
             x = _block(x, filters, 2 if (b == 0 and stage > 1) else 1, options,
                        variant=variant, name=f"stage{stage}_block{b + 1}",
                        beta=betas[stage - 1][b])
-    outputs = classifier_head(x, num_classes, normalizer_free=variant == "bf",
-                              init=options.init)
-    return keras.Model(inputs, outputs, name=f"{name}_{variant}")
+    return finish_network(inputs, x, num_classes, options, variant, name)
 
 
 @register("reactnet_18", variants=VARIANTS_BN_BF_NONE, family="reactnet",

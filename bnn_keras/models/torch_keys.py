@@ -23,17 +23,26 @@ Prefixes = tuple[str, ...]
 _RPRELU = "rprelu"
 
 
-def _resnet(layer: str, parts: Mapping[str, str | Prefixes]) -> Prefixes | None:
-    """``stem_conv``, ``stageS_blockB_PART`` and ``classifier`` of the ResNet layouts."""
-    fixed = {"stem_conv": "conv1", "stem_bn": "bn1", "classifier": "fc"}
+def _prefixes(layer: str, fixed: Mapping[str, str], pattern: str,
+              parts: Mapping[str, str | Prefixes],
+              base: Callable[[re.Match], str]) -> Prefixes | None:
+    """``fixed[layer]``; else, when ``layer`` matches ``pattern`` (whose last group names
+    a part of ``parts``), that part's module path(s) under the block's ``base(match)``;
+    else None."""
     if layer in fixed:
         return (fixed[layer],)
-    m = re.fullmatch(r"stage(\d+)_block(\d+)_(\w+)", layer)
-    if not m or m[3] not in parts:
+    m = re.fullmatch(pattern, layer)
+    if not m or m[m.lastindex] not in parts:
         return None
-    base = f"layer{m[1]}.{int(m[2]) - 1}"
-    part = parts[m[3]]
-    return tuple(f"{base}.{p}" for p in ((part,) if isinstance(part, str) else part))
+    part = parts[m[m.lastindex]]
+    return tuple(f"{base(m)}.{p}" for p in ((part,) if isinstance(part, str) else part))
+
+
+def _resnet(layer: str, parts: Mapping[str, str | Prefixes]) -> Prefixes | None:
+    """``stem_conv``, ``stageS_blockB_PART`` and ``classifier`` of the ResNet layouts."""
+    return _prefixes(layer, {"stem_conv": "conv1", "stem_bn": "bn1", "classifier": "fc"},
+                     r"stage(\d+)_block(\d+)_(\w+)", parts,
+                     lambda m: f"layer{m[1]}.{int(m[2]) - 1}")
 
 
 def _reactnet_resnet(layer: str) -> Prefixes | None:
@@ -61,13 +70,8 @@ _REACTNET_A_PARTS = {
 def _reactnet_a(layer: str) -> Prefixes | None:
     """BNN_NoBN ``Qaw_reactnet_A_*.py`` and ReActNet ``mobilenet/2_step2/reactnet.py``."""
     fixed = {"stem_conv": "feature.0.conv1", "stem_bn": "feature.0.bn1", "classifier": "fc"}
-    if layer in fixed:
-        return (fixed[layer],)
-    m = re.fullmatch(r"block(\d+)_(\w+)", layer)
-    if not m or m[2] not in _REACTNET_A_PARTS:
-        return None
-    part = _REACTNET_A_PARTS[m[2]]
-    return tuple(f"feature.{m[1]}.{p}" for p in ((part,) if isinstance(part, str) else part))
+    return _prefixes(layer, fixed, r"block(\d+)_(\w+)", _REACTNET_A_PARTS,
+                     lambda m: f"feature.{m[1]}")
 
 
 _BNEXT_PARTS = {
