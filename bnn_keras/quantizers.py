@@ -282,26 +282,12 @@ class StandardizedSign(lq.quantizers.Quantizer):
 
 
 @keras.utils.register_keras_serializable(package="bnn_keras")
-class StandardizedKernel(lq.quantizers.Quantizer):
-    r"""Kernel "quantizer" of two-step training's first stage: scaled weight
-    standardisation only, the kernel stays real-valued.
-
-    \[
-    q(W) = \hat W = \frac{W - \mu}{(\sigma + \epsilon)\sqrt{N}}
-    \]
-
-    A layer saved with it reloads as the stage-1 network it was trained as (a kernel
-    quantizer set on the variable alone would not be saved).
-    """
+class StandardizedKernel(StandardizedSign):
+    r"""Two-step training's first stage: \(q(W) = \hat W\), the standardisation of
+    :class:`StandardizedSign` without the sign; saved, the stage-1 network reloads as
+    trained (a quantizer set on the kernel variable alone is not saved)."""
 
     precision = 32
 
-    def __init__(self, eps: float = 1e-5, **kwargs):
-        self.eps = eps
-        super().__init__(**kwargs)
-
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return standardize_kernel(inputs, self.eps)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "eps": self.eps}

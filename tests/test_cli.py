@@ -147,7 +147,7 @@ def test_models_table(capsys):
 
 def test_export_refuses_to_overwrite_its_input(capsys, tmp_path, monkeypatch):
     convert_mod = importlib.import_module("bnn_keras.export.report")  # where export_model converts
-    monkeypatch.setattr(convert_mod, "convert", lambda *a, **k: pytest.fail("converted"))
+    monkeypatch.setattr(convert_mod, "convert_float32", lambda *a, **k: pytest.fail("converted"))
     model = tmp_path / "m.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(model)
     before = model.read_bytes()
@@ -162,7 +162,7 @@ def test_export_refuses_to_overwrite_its_input(capsys, tmp_path, monkeypatch):
 
 def test_export_checks_the_output_is_writable_first(capsys, tmp_path, monkeypatch):
     convert_mod = importlib.import_module("bnn_keras.export.report")  # where export_model converts
-    monkeypatch.setattr(convert_mod, "convert", lambda *a, **k: pytest.fail("converted"))
+    monkeypatch.setattr(convert_mod, "convert_float32", lambda *a, **k: pytest.fail("converted"))
     model = tmp_path / "m.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(model)
     blocker = tmp_path / "notes.txt"

@@ -56,10 +56,8 @@ def test_imagenet_style_pipelines(mock_tfds, name, classes):
 
 
 def test_unknown_augment():
-    with pytest.raises(BnnError, match="augmentation"):
-        from bnn_keras.data.images import train_transform
-
-        train_transform("cifar", 32, aug.CIFAR10_MEAN, aug.CIFAR10_STD, augment="mixup")
+    with pytest.raises(BnnError, match="augment must be one of .*got 'mixup'"):
+        data.load("digits", augment="mixup")
 
 
 def test_pad_crop_flip_is_a_shifted_window(rng):
@@ -165,7 +163,8 @@ def test_bnext_eval_matches_timm(official, case):
     np.testing.assert_array_equal(out.numpy(), expect.astype(np.float32))
     # the whole evaluation transform inside tf.data (graph mode), normalised as timm's
     # PrefetchLoader: (x - 255 mean) / (255 std)
-    fn = eval_transform("imagenet", size, aug.IMAGENET_MEAN, aug.IMAGENET_STD, 0.95, "bicubic")
+    fn = eval_transform("imagenet", size, aug.IMAGENET_MEAN, aug.IMAGENET_STD,
+                        data.DataOptions(eval_crop_pct=0.95, eval_interpolation="bicubic"))
     got = next(iter(tf.data.Dataset.from_tensors(image).map(fn))).numpy()
     want = ((expect - 255 * np.array(aug.IMAGENET_MEAN, np.float32))
             / (255 * np.array(aug.IMAGENET_STD, np.float32)))
@@ -195,13 +194,13 @@ def test_lighting_in_the_training_pipeline(rng):
     mean, std = np.array(aug.IMAGENET_MEAN), np.array(aug.IMAGENET_STD)
     for lighting in (0.0, 0.1):
         out = train_transform("imagenet", 24, aug.IMAGENET_MEAN, aug.IMAGENET_STD,
-                              lighting=lighting)(image).numpy()
+                              data.DataOptions(lighting=lighting))(image).numpy()
         pixels = (out * std + mean) * 255
         assert out.shape == (24, 24, 3)
         whole = np.abs(pixels - np.round(pixels)).max() < 1e-3
         assert whole == bool(lighting)  # without lighting the bilinear crop stays float
     with pytest.raises(BnnError, match="lighting"):
-        train_transform("imagenet", 24, aug.IMAGENET_MEAN, aug.IMAGENET_STD, lighting=-1.0)
+        data.DataOptions(lighting=-1.0)
 
 
 def test_pipeline_options(mock_tfds, tmp_path):

@@ -132,8 +132,8 @@ def test_a_run_and_export_write_the_same_report(tmp_path, capsys, monkeypatch):
         written.write_bytes(b"spoiled")
         return written
 
-    real_convert, real_write = report_mod.convert, report_mod.atomic_write_bytes
-    monkeypatch.setattr(report_mod, "convert", convert)
+    real_convert, real_write = report_mod.convert_float32, report_mod.atomic_write_bytes
+    monkeypatch.setattr(report_mod, "convert_float32", convert)
     monkeypatch.setattr(report_mod, "atomic_write_bytes", write_and_spoil)
 
     net = models.create(NAME, "bf", 10, (32, 32, 3))

@@ -116,7 +116,7 @@ def test_ctrl_c_and_sigterm_during_export_advise_no_training(capsys, tmp_path, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "convert", interrupted)
+    monkeypatch.setattr(report, "convert_float32", interrupted)
     code, _, err = run_main(["export", model], capsys)
     assert code == 130
     assert_one_line_error(code, err, "interrupted")
@@ -127,7 +127,7 @@ def test_ctrl_c_and_sigterm_during_export_advise_no_training(capsys, tmp_path, m
         time.sleep(30)  # the handler raises here
         pytest.fail("SIGTERM was not handled")
 
-    monkeypatch.setattr(report, "convert", terminated)
+    monkeypatch.setattr(report, "convert_float32", terminated)
     code, _, err = run_main(["export", model], capsys)
     assert code == 143
     assert_one_line_error(code, err, "terminated")

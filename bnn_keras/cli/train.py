@@ -9,6 +9,7 @@ import click
 
 from bnn_keras.cli.options import trust_code_option
 from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
+from bnn_keras.data.options import DataOptions
 from bnn_keras.errors import BnnError
 from bnn_keras.training.config import (
     KD_WEIGHTINGS,
@@ -23,11 +24,21 @@ from bnn_keras.training.config import (
 )
 from bnn_keras.training.limits import check_model_options
 
-_D = TrainConfig.__dataclass_fields__
+TRAIN_DEFAULTS = TrainConfig()  # a run's defaults, for the flags' help
 
 
-def _d(name: str) -> str:
-    return f"[default: {_D[name].default}]"
+def default_help(name: str) -> str:
+    """``[default: VALUE]`` of the run setting ``name``."""
+    return f"[default: {getattr(TRAIN_DEFAULTS, name)}]"
+
+
+def data_option(name: str, **click_kwargs):
+    """The flag ``--NAME`` of the data option ``name``
+    (:class:`~bnn_keras.data.options.DataOptions`), its help and default from there."""
+    default = getattr(DataOptions(), name)
+    shown = f" {default_help(name)}" if default != "" else ""
+    return click.option(f"--{name.replace('_', '-')}", name, default=None,
+                        help=DataOptions.help(name) + shown, **click_kwargs)
 
 
 def _csv_list(ctx, param, value):
@@ -103,61 +114,57 @@ _NONNEG = click.FloatRange(min=0)
 @click.option("--init-skip", "init_skip", default=None, callback=_csv_list,
               help="Comma-separated layer-name regexes that may keep fresh weights.")
 @click.option("--model", default=None, help=f"Registered model name (see `bnn-keras models`). "
-                                            f"{_d('model')}")
-@click.option("--variant", default=None, help=f"bn, bf (BN-free) or none. {_d('variant')}")
+                                            f"{default_help('model')}")
+@click.option("--variant", default=None,
+              help="bn, bf (BN-free) or none. " + default_help("variant"))
 @click.option("--model-option", "model_options", multiple=True, callback=_model_options,
               metavar="KEY=VALUE",
               help="An architecture option of the model (repeatable), e.g. stem=imagenet, "
                    "binary_pad=1, rprelu=branch (see the zoo cards).")
 @click.option("--dataset", default=None,
               help="digits, cifar10, cifar100, imagenet2012, imagenette or folder:PATH "
-                   f"(PATH/train/<class>/, PATH/val/<class>/). {_d('dataset')}")
-@click.option("--data-dir", "data_dir", default=None,
-              help="tensorflow-datasets data folder, prepared beforehand (`tfds build NAME "
-                   "--data_dir DIR`; nothing is downloaded) [default: ~/tensorflow_datasets].")
-@click.option("--manual-dir", "manual_dir", default=None,
-              help="Folder holding the ImageNet archives (tfds manual download).")
-@click.option("--image-size", "image_size", type=click.IntRange(min=0), default=None,
-              help="Input size; 0 is the dataset's own (32 for CIFAR, 224 for ImageNet).")
-@click.option("--augment", type=click.Choice(AUGMENTS), default=None,
-              help=f"Training augmentation; randaugment adds RandAugment. {_d('augment')}")
-@click.option("--lighting", type=_NONNEG, default=None,
-              help=f"PCA colour noise std on the training crops (0.1 in ReActNet, BNN_NoBN, "
-                   f"Bi-Real Net). {_d('lighting')}")
-@click.option("--eval-crop-pct", "eval_crop_pct", type=click.FloatRange(0, 1, min_open=True),
-              default=None, help=f"Evaluation: resize the shorter side to int(size / "
-                                 f"crop_pct), then centre-crop. {_d('eval_crop_pct')}")
-@click.option("--eval-interpolation", "eval_interpolation", type=click.Choice(INTERPOLATIONS),
-              default=None, help=f"Evaluation resize; bicubic is PIL's, as timm (BNext). "
-                                 f"{_d('eval_interpolation')}")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help=_d("epochs"))
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=_d("batch_size"))
+                   f"(PATH/train/<class>/, PATH/val/<class>/). {default_help('dataset')}")
+@data_option("data_dir")
+@data_option("manual_dir")
+@data_option("image_size", type=click.IntRange(min=0))
+@data_option("augment", type=click.Choice(AUGMENTS))
+@data_option("lighting", type=_NONNEG)
+@data_option("eval_crop_pct", type=click.FloatRange(0, 1, min_open=True))
+@data_option("eval_interpolation", type=click.Choice(INTERPOLATIONS))
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=default_help("epochs"))
+@data_option("batch_size", type=click.IntRange(min=1))
 @click.option("--eval-batch-size", "eval_batch_size", type=click.IntRange(min=0), default=None,
               help="Batch of the validation and final evaluations; 0 is the training batch, "
-                   f"at least {MIN_EVAL_BATCH}. {_d('eval_batch_size')}")
+                   f"at least {MIN_EVAL_BATCH}. {default_help('eval_batch_size')}")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Peak learning rate. {_d('learning_rate')}")
+              help=f"Peak learning rate. {default_help('learning_rate')}")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
-              help=f"adam (L2 weight decay) or adamw (decoupled). {_d('optimizer')}")
+              help=f"adam (L2 weight decay) or adamw (decoupled). {default_help('optimizer')}")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
-              help=f"linear decay to 0, cosine (after warm-up) or constant. {_d('schedule')}")
+              help="linear decay to 0, cosine (after warm-up) or constant. "
+                   + default_help("schedule"))
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=None,
-              help=_d("warmup_epochs"))
+              help=default_help("warmup_epochs"))
 @click.option("--warmup-lr", type=_NONNEG, default=None,
-              help=f"Learning rate the warm-up starts from. {_d('warmup_lr')}")
-@click.option("--min-lr", type=_NONNEG, default=None, help=_d("min_lr"))
+              help=f"Learning rate the warm-up starts from. {default_help('warmup_lr')}")
+@click.option("--min-lr", type=_NONNEG, default=None, help=default_help("min_lr"))
 @click.option("--weight-decay", type=_NONNEG, default=None,
-              help=f"Weight decay of every variable but conv kernels. {_d('weight_decay')}")
+              help="Weight decay of every variable but conv kernels. "
+                   + default_help("weight_decay"))
 @click.option("--kernel-weight-decay", type=_NONNEG, default=None,
-              help=f"Weight decay of conv kernels (4-D weights). {_d('kernel_weight_decay')}")
+              help="Weight decay of conv kernels (4-D weights). "
+                   + default_help("kernel_weight_decay"))
 @click.option("--agc-clip", type=_NONNEG, default=None,
-              help=f"Adaptive gradient clipping factor; 0 turns AGC off. {_d('agc_clip')}")
+              help="Adaptive gradient clipping factor; 0 turns AGC off. "
+                   + default_help("agc_clip"))
 @click.option("--grad-clip-norm", type=_NONNEG, default=None,
-              help=f"Clip gradients to this global norm; 0 is off. {_d('grad_clip_norm')}")
+              help="Clip gradients to this global norm; 0 is off. "
+                   + default_help("grad_clip_norm"))
 @click.option("--ste-clip", type=_NONNEG, default=None,
               help="Activation binariser ste_sign(clip_value); 0 keeps the model's own.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1), default=None,
-              help=_d("label_smoothing"))
+              help=default_help("label_smoothing"))
 @click.option("--teacher", default=None,
               help="Distil from a teacher: a .keras file, a run folder, keras:NAME or "
                    "larq_zoo:NAME. Replaces the label loss.")
@@ -167,34 +174,34 @@ _NONNEG = click.FloatRange(min=0)
 @click.option("--assistant-epochs", default=None, callback=_int_list,
               help="First epoch of each assistant (comma-separated) [default: even split].")
 @click.option("--kd-weighting", type=click.Choice(KD_WEIGHTINGS), default=None,
-              help=f"Per-sample teacher weighting. {_d('kd_weighting')}")
+              help=f"Per-sample teacher weighting. {default_help('kd_weighting')}")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
               help="tf.distribute strategy: mirrored (the GPUs of this machine), multiworker "
                    "(machines listed in TF_CONFIG), tpu. --batch-size is the global batch. "
-                   f"{_d('strategy')}")
+                   f"{default_help('strategy')}")
 @click.option("--sync-bn", "sync_bn", is_flag=True, default=None,
               help="Synchronised BatchNorm across replicas (bn variants).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
-              help=f"Folder holding run folders. {_d('output')}")
+              help=f"Folder holding run folders. {default_help('output')}")
 @click.option("--name", default=None, callback=_run_name,
               help="Run name, one folder name under --output [default: "
                    "MODEL-VARIANT-DATASET].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
               help="Training steps per epoch; 0 is one pass over the training split.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help=_d("seed"))
+@data_option("seed", type=click.IntRange(0, 2**32 - 1))
 @click.option("--deterministic", is_flag=True, default=None,
               help="TensorFlow op determinism: the same seed gives bit-identical weights "
                    "(on the same machine and versions). TensorFlow then runs input maps "
                    "holding random ops serially; its speed cost on a real dataset is not "
                    "measured.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+@click.option("--precision", metavar=f"[{'|'.join(PRECISIONS)}]", default=None,
               help="Dtype policy while training (the saved model is float32): auto is "
                    "mixed_bfloat16 on a CPU with native bfloat16 and no GPU, else float32; "
-                   f"mixed_float16 scales the loss. {_d('precision')}")
+                   f"mixed_float16 scales the loss. {default_help('precision')}")
 @click.option("--quantize", type=click.Choice(QUANTIZE), default=None,
               help="int8: quantization-aware training of the non-binary part (from scratch, "
                    "or fine-tuning a float run given with --init-from); the export is an "
-                   f"int8 + 1-bit flatbuffer. {_d('quantize')}")
+                   f"int8 + 1-bit flatbuffer. {default_help('quantize')}")
 @click.option("--resume", is_flag=True,
               help="Continue the newest run of this name that has a checkpoint, from its "
                    "newest checkpoint that loads (the folder and checkpoint used are "
@@ -218,16 +225,12 @@ def train(recipe, stage, resume, resume_from, no_export, quiet, **flags) -> None
     if flags.get("model_options") is not None:  # recipe options, overridden key by key
         flags["model_options"] = {**values.get("model_options", {}), **flags["model_options"]}
     values.update({k: v for k, v in flags.items() if v is not None})
-    model = values.get("model", _D["model"].default)
-    variant = values.get("variant", _D["variant"].default)
-    dataset = values.get("dataset", _D["dataset"].default)
-    entry = models.get(model)  # fail fast on bad names, before any TensorFlow work
-    if variant not in entry.variants:
-        models.create(model, variant)  # raises the one-line error naming the variants
-    if values.get("model_options"):  # a bad option fails here, before any run folder
+    # names and options checked before any TensorFlow work or run folder; nothing built
+    model = values.get("model", TRAIN_DEFAULTS.model)
+    variant = models.check_variant(model, values.get("variant", TRAIN_DEFAULTS.variant))
+    if values.get("model_options"):
         models.check_options(model, variant, values["model_options"])
-    if not data.is_known(dataset):
-        data.load(dataset)  # likewise
+    data.check_name(values.get("dataset", TRAIN_DEFAULTS.dataset))
     if resume or resume_from:
         config = _resume_config(values)
     else:

@@ -3,6 +3,7 @@
 ``digits`` (bundled with scikit-learn, offline) is the default. ``cifar10``, ``cifar100``,
 ``imagenet2012`` and ``imagenette`` come through tensorflow-datasets (``data_dir``,
 ``manual_dir``); ``folder:PATH`` reads ``PATH/train/<class>/`` and ``PATH/val/<class>/``.
+Every loader takes one :class:`~bnn_keras.data.options.DataOptions`.
 See :mod:`bnn_keras.data.images` for the pipelines, :mod:`bnn_keras.data.folders` for
 image folders and :mod:`bnn_keras.data.augment` for the augmentations and per-dataset
 normalisation. Importing this package does not import TensorFlow (the loaders do).
@@ -20,28 +21,30 @@ from bnn_keras.data.base import (
     check_input_shape,
     to_arrays,
 )
+from bnn_keras.data.options import DataOptions
 from bnn_keras.errors import BnnError
 
 FOLDER_PREFIX = "folder:"
 _TFDS_NAMES = ("cifar10", "cifar100", "imagenet2012", "imagenette")
 
 
-def _digits(batch_size: int, seed: int, *, image_size: int = 0, **_ignored) -> Dataset:
+def _digits(options: DataOptions) -> Dataset:
     from bnn_keras.data.digits import load_digits_dataset
 
-    return load_digits_dataset(batch_size=batch_size, seed=seed, size=image_size or 32)
+    return load_digits_dataset(batch_size=options.batch_size, seed=options.seed,
+                               size=options.image_size or 32)
 
 
-def _tfds(name: str) -> Callable[..., Dataset]:
-    def loader(batch_size: int, seed: int, **kwargs) -> Dataset:
+def _tfds(name: str) -> Callable[[DataOptions], Dataset]:
+    def loader(options: DataOptions) -> Dataset:
         from bnn_keras.data.images import load_tfds
 
-        return load_tfds(name, batch_size, seed, **kwargs)
+        return load_tfds(name, options)
 
     return loader
 
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {
+_LOADERS: dict[str, Callable[[DataOptions], Dataset]] = {
     "digits": _digits, **{n: _tfds(n) for n in _TFDS_NAMES}}
 
 
@@ -55,33 +58,33 @@ def is_known(name: str) -> bool:
     return name in _LOADERS or (name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX))
 
 
-def load(name: str = "digits", batch_size: int = 64, seed: int = 0, **kwargs) -> Dataset:
-    """Load a dataset by name (see :func:`names`), or ``folder:PATH``.
+def check_name(name: str) -> None:
+    """A one-line :class:`BnnError` naming the known datasets unless ``name`` is one
+    (or a ``folder:PATH``); nothing is loaded."""
+    if not is_known(name):
+        raise BnnError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}, "
+                       f"{FOLDER_PREFIX}PATH")
 
-    Keyword options (ignored where they do not apply): ``data_dir`` and ``manual_dir``
-    (tfds), ``image_size`` (0: the set's default), ``augment`` (``default``,
-    ``randaugment``, ``none``), ``randaugment`` (``(layers, magnitude, std)``), ``lighting``
-    (PCA colour noise std), ``eval_crop_pct`` and ``eval_interpolation`` (the ImageNet-style
-    evaluation resize; see :mod:`bnn_keras.data.images`).
+
+def load(name: str = "digits", *, options: DataOptions | None = None, **values) -> Dataset:
+    """Load a dataset by name (see :func:`names`), or ``folder:PATH``, with ``options``
+    (default :class:`DataOptions`) and ``values`` set on them: ``batch_size=128``,
+    ``seed``, ``data_dir``, ``augment``, ... (the fields of :class:`DataOptions`; options
+    a dataset has no use for are left unused, a name that is no option is a one-line
+    :class:`BnnError`).
 
     Example:
         ```python
         ds = bnn_keras.data.load("cifar10", batch_size=128, data_dir="/data/tfds")
         ```
     """
-    if batch_size < 1:
-        raise BnnError(f"batch size must be >= 1, got {batch_size}")
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX):
+    options = (options or DataOptions()).updated(**values)
+    check_name(name)
+    if name.startswith(FOLDER_PREFIX):
         from bnn_keras.data.folders import load_folder
 
-        return load_folder(name[len(FOLDER_PREFIX):], batch_size, seed, **kwargs)
-    try:
-        loader = _LOADERS[name]
-    except KeyError:
-        raise BnnError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}, "
-                       f"{FOLDER_PREFIX}PATH") from None
-    return loader(batch_size=batch_size, seed=seed, **kwargs)
+        return load_folder(name[len(FOLDER_PREFIX):], options)
+    return _LOADERS[name](options)
 
 
 def __getattr__(name: str):
@@ -92,6 +95,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["AUGMENTS", "INTERPOLATIONS", "SPLITS", "Dataset", "check_input_shape", "digits_arrays",
-           "is_known",
-           "load", "load_digits_dataset", "names", "to_arrays"]
+__all__ = ["AUGMENTS", "INTERPOLATIONS", "SPLITS", "DataOptions", "Dataset", "check_input_shape",
+           "check_name", "digits_arrays", "is_known", "load", "load_digits_dataset", "names",
+           "to_arrays"]

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from bnn_keras.data.base import INTERPOLATIONS
+from bnn_keras.data.options import DEFAULT_CROP_PCT
 from bnn_keras.data.randaugment import RAND_AUGMENT_OPS, rand_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -104,9 +105,6 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float] 
     out = tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear")
     out = tf.clip_by_value(out, 0.0, 255.0)
     return tf.image.random_flip_left_right(out) if flip else out
-
-
-DEFAULT_CROP_PCT = 0.875  # 224 / 256: the official ReActNet / BNN_NoBN / Bi-Real evaluation
 
 
 def eval_resize_size(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:

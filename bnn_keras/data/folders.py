@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from bnn_keras.data import augment as aug
 from bnn_keras.data.base import Dataset
-from bnn_keras.data.images import ImageSplits, PipelineOptions, build_pipelines
+from bnn_keras.data.images import ImageSplits, build_pipelines
+from bnn_keras.data.options import DataOptions
 from bnn_keras.errors import BnnError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -134,20 +135,15 @@ def _decode(path):
     return tf.ensure_shape(image, (None, None, 3))
 
 
-def load_folder(path: str, batch_size: int = 64, seed: int = 0, *, image_size: int = 0,
-                augment: str = "default", randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
-                lighting: float = 0.0, eval_crop_pct: float = aug.DEFAULT_CROP_PCT,
-                eval_interpolation: str = "bilinear", **_ignored) -> Dataset:
+def load_folder(path: str, options: DataOptions = DataOptions()) -> Dataset:
     """An image folder ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg``.
 
     Classes are the sub-folder names in sorted order. A file that is not a readable image
     is a one-line error naming it (see :func:`_check_images`). Images are decoded to RGB
     and go through the ImageNet pipelines (random-resized crop for training, resize and
-    centre crop for evaluation) at ``image_size`` (default 224), with ImageNet's mean and
-    std; ``lighting``, ``eval_crop_pct`` and ``eval_interpolation`` as in :func:`load_tfds`.
+    centre crop for evaluation) at ``options.image_size`` (0: 224), with ImageNet's mean
+    and std; the other ``options`` as in :func:`~bnn_keras.data.images.load_tfds`.
     """
-    options = PipelineOptions(batch_size, seed, image_size, augment, randaugment,
-                              lighting, eval_crop_pct, eval_interpolation)
     root = Path(path)
     classes, train_paths, train_labels = _list_folder(root / "train")
     _, val_paths, val_labels = _list_folder(root / "val", classes)

@@ -28,7 +28,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from bnn_keras.data import augment as aug
-from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS, Dataset
+from bnn_keras.data.base import Dataset
+from bnn_keras.data.options import DataOptions
 from bnn_keras.errors import BnnError, first_line
 
 
@@ -59,37 +60,17 @@ TFDS_SETS: dict[str, ImageSetSpec] = {
 }
 
 
-def _check_augment(augment: str) -> None:
-    if augment not in AUGMENTS:
-        raise BnnError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTS)}")
-
-
-def _check_lighting(lighting: float) -> None:
-    if not lighting >= 0:
-        raise BnnError(f"lighting (PCA noise std) must be >= 0, got {lighting}")
-
-
-def _check_eval(crop_pct: float, interpolation: str) -> None:
-    if not 0 < crop_pct <= 1:
-        raise BnnError(f"eval crop_pct must be in (0, 1], got {crop_pct}")
-    if interpolation not in INTERPOLATIONS:
-        raise BnnError(f"unknown eval interpolation {interpolation!r}; choose from "
-                       f"{', '.join(INTERPOLATIONS)}")
-
-
-def train_transform(style: str, size: int, mean, std, augment: str = "default",
-                    randaugment: tuple[int, float, float] = (2, 7.0, 0.5),
-                    lighting: float = 0.0):
-    """The per-example training transform ``image uint8 (H, W, 3) -> float32 normalised``.
+def train_transform(style: str, size: int, mean, std, options: DataOptions = DataOptions()):
+    """The per-example training transform ``image uint8 (H, W, 3) -> float32 normalised``,
+    with ``options``' augmentation (``augment``, ``randaugment``, ``lighting``).
 
     ``lighting`` > 0 applies :func:`~bnn_keras.data.augment.lighting` with that standard
     deviation where the official ImageNet pipelines do (``RandomResizedCrop``, ``Lighting``,
     ``RandomHorizontalFlip``, ``ToTensor``): to the crop as uint8, before the flip. It is
     off with ``augment="none"``.
     """
-    _check_augment(augment)
-    _check_lighting(lighting)
-    lighting = lighting if augment != "none" else 0.0
+    augment, randaugment = options.augment, options.randaugment
+    lighting = options.lighting if augment != "none" else 0.0
 
     def transform(image):
         image = tf.cast(image, tf.float32)
@@ -114,12 +95,11 @@ def train_transform(style: str, size: int, mean, std, augment: str = "default",
     return transform
 
 
-def eval_transform(style: str, size: int, mean, std, crop_pct: float = aug.DEFAULT_CROP_PCT,
-                   interpolation: str = "bilinear"):
+def eval_transform(style: str, size: int, mean, std, options: DataOptions = DataOptions()):
     """The evaluation transform (no randomness). ImageNet style: the shorter side resized
-    to ``int(size / crop_pct)`` with ``interpolation`` (see
+    to ``int(size / options.eval_crop_pct)`` with ``options.eval_interpolation`` (see
     :func:`~bnn_keras.data.augment.resize_center_crop`), then the centre ``size`` square."""
-    _check_eval(crop_pct, interpolation)
+    crop_pct, interpolation = options.eval_crop_pct, options.eval_interpolation
 
     def transform(image):
         image = tf.cast(image, tf.float32)
@@ -132,26 +112,6 @@ def eval_transform(style: str, size: int, mean, std, crop_pct: float = aug.DEFAU
         return aug.normalize(tf.ensure_shape(image, (size, size, 3)), mean, std)
 
     return transform
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """The loaders' keyword options: batching, seed, size, augmentation and evaluation
-    resize (see :func:`load_tfds`). Checked when made."""
-
-    batch_size: int = 64
-    seed: int = 0
-    image_size: int = 0  # 0: the set's own size
-    augment: str = "default"
-    randaugment: tuple[int, float, float] = (2, 7.0, 0.5)
-    lighting: float = 0.0
-    eval_crop_pct: float = aug.DEFAULT_CROP_PCT
-    eval_interpolation: str = "bilinear"
-
-    def __post_init__(self) -> None:
-        _check_augment(self.augment)
-        _check_lighting(self.lighting)
-        _check_eval(self.eval_crop_pct, self.eval_interpolation)
 
 
 @dataclass(frozen=True)
@@ -172,15 +132,13 @@ class ImageSplits:
     std: tuple[float, float, float]
 
 
-def build_pipelines(splits: ImageSplits, options: PipelineOptions) -> Dataset:
+def build_pipelines(splits: ImageSplits, options: DataOptions) -> Dataset:
     """The shuffled, augmented training pipeline and the evaluation pipeline of
     ``splits``, batched and prefetched."""
     size = options.image_size or splits.size
     mean, std = splits.mean, splits.std
-    train_fn = train_transform(splits.style, size, mean, std, options.augment,
-                               options.randaugment, options.lighting)
-    test_fn = eval_transform(splits.style, size, mean, std, options.eval_crop_pct,
-                             options.eval_interpolation)
+    train_fn = train_transform(splits.style, size, mean, std, options)
+    test_fn = eval_transform(splits.style, size, mean, std, options)
     shuffle = min(max(splits.train_size, 1), 10_000)
     train = (splits.train.shuffle(shuffle, seed=options.seed, reshuffle_each_iteration=True)
              .map(lambda x, y: (train_fn(x), tf.cast(y, tf.int32)),
@@ -202,34 +160,24 @@ def _split_size(info, split: str, ds: tf.data.Dataset) -> int:
         return max(int(ds.cardinality().numpy()), 0)
 
 
-def load_tfds(name: str, batch_size: int = 64, seed: int = 0, *, data_dir: str | None = None,
-              manual_dir: str | None = None, image_size: int = 0, augment: str = "default",
-              randaugment: tuple[int, float, float] = (2, 7.0, 0.5), lighting: float = 0.0,
-              eval_crop_pct: float = aug.DEFAULT_CROP_PCT,
-              eval_interpolation: str = "bilinear") -> Dataset:
+def load_tfds(name: str, options: DataOptions = DataOptions()) -> Dataset:
     """Load a tensorflow-datasets image set (see :data:`TFDS_SETS`) as a :class:`Dataset`.
 
-    Args:
-        name: ``cifar10``, ``cifar100``, ``imagenet2012`` or ``imagenette``.
-        data_dir: tfds' data folder (default ``~/tensorflow_datasets``).
-        manual_dir: where the ImageNet archives are (tfds' manual download folder).
-        image_size: output size; 0 keeps the set's default (32 or 224).
-        augment: ``default`` (the papers'), ``randaugment`` (adds RandAugment) or ``none``.
-        lighting: PCA colour noise standard deviation (0: off; the official ImageNet
-            pipelines of ReActNet, BNN_NoBN and Bi-Real Net use 0.1).
-        eval_crop_pct, eval_interpolation: the ImageNet-style evaluation resize (see
-            :func:`eval_transform`); CIFAR ignores them.
+    ``name`` is ``cifar10``, ``cifar100``, ``imagenet2012`` or ``imagenette``. Of the
+    ``options``, ``data_dir`` is tfds' data folder (default ``~/tensorflow_datasets``),
+    ``manual_dir`` where the ImageNet archives are (tfds' manual download folder),
+    ``image_size`` 0 keeps the set's size (32 or 224); CIFAR ignores the evaluation
+    resize (``eval_crop_pct``, ``eval_interpolation``, see :func:`eval_transform`).
     """
     import tensorflow_datasets as tfds
 
-    options = PipelineOptions(batch_size, seed, image_size, augment, randaugment, lighting,
-                              eval_crop_pct, eval_interpolation)
+    data_dir, manual_dir = options.data_dir or None, options.manual_dir or None
     spec = TFDS_SETS[name]
     try:
         builder = tfds.builder(spec.tfds_name, data_dir=data_dir or None)
         if not is_prepared(builder):
             _prepare_offline(builder, spec, data_dir, manual_dir)
-        read = tfds.ReadConfig(shuffle_seed=seed)
+        read = tfds.ReadConfig(shuffle_seed=options.seed)
         train = builder.as_dataset(split=spec.train_split, as_supervised=True,
                                    shuffle_files=True, read_config=read)
         test = builder.as_dataset(split=spec.test_split, as_supervised=True)

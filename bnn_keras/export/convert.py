@@ -109,8 +109,16 @@ def _uses_frozen_route(model: keras.Model, lce_kwargs: dict) -> bool:
 
 
 def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> bytes:
-    """Convert ``model`` (its float32 copy when it is mixed precision) with LCE after
-    :func:`~bnn_keras.export.fold_scales` (``fold_biases`` goes to it).
+    """Convert ``model`` (its float32 copy when it is mixed precision,
+    :func:`~bnn_keras.models.dtypes.float32_model`) with LCE: :func:`convert_float32`."""
+    return convert_float32(float32_model(model), fold_biases=fold_biases, **lce_kwargs)
+
+
+def convert_float32(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> bytes:
+    """Convert the float32 network ``model`` with LCE after
+    :func:`~bnn_keras.export.fold_scales` (``fold_biases`` goes to it). A caller that
+    holds a network of unknown precision calls :func:`convert`, or makes the float32
+    copy once itself as :func:`~bnn_keras.export.export_model` does.
 
     The route (see the module's docstring) does not change the result. ``lce_kwargs`` go
     to the converter (e.g. ``experimental_default_int8_range``) and select a public
@@ -128,7 +136,6 @@ def convert(model: keras.Model, *, fold_biases: bool = True, **lce_kwargs) -> by
 
     from bnn_keras.quantize import is_quantized, require_ranges
 
-    model = float32_model(model)  # a mixed-precision network deploys as float32
     if is_quantized(model):
         require_ranges(model)
         # its shifts stay in place: moved, they would shift quantized tensors per channel

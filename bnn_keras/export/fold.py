@@ -98,7 +98,7 @@ def _deploy_rprelu(layer: keras.layers.Layer, spec: _Rebuild, plan: ShiftPlan) -
 def _sign_kernel(layer: ScaledStdQuantConv2D, spec: _Rebuild) -> None:
     """A WS binary conv as a :class:`SignKernelConv2D`: the exact +-1 signs of its
     deployed kernel and one magnitude per output channel, no standardisation ops."""
-    for key in ("eps", "output_scale"):
+    for key in ("eps", "output_scale", "real_kernel"):  # real_kernel: False, binary here
         spec.config.pop(key)
     spec.config.update(kernel_quantizer=None, kernel_constraint=None)
     spec.cls = SignKernelConv2D

@@ -23,12 +23,13 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError
 from bnn_keras.export.check import Agreement, Finding, SplitCheck, check_deployable
-from bnn_keras.export.convert import convert
+from bnn_keras.export.convert import convert_float32
 from bnn_keras.export.flatbuffer import op_counts
 from bnn_keras.export.fold import binary_conv_layers
 from bnn_keras.export.int8 import check_io_types, with_io_types
 from bnn_keras.export.trace import Divergence
 from bnn_keras.io import atomic_write_bytes, atomic_write_json
+from bnn_keras.models.dtypes import float32_model
 from bnn_keras.models.stats import ModelStats, model_stats
 
 __all__ = ["INT8_WARNING", "ExportReport", "LabelledSplit", "SizeFigures",
@@ -247,7 +248,9 @@ def export_model(model: keras.Model, output: str | os.PathLike,
     check_io_types(model, input_type, output_type)
     lce_kwargs = _int8_kwargs(int8_range)
     inputs = _check_inputs(model, labelled, num_samples, seed)
-    flatbuffer = convert(model, **lce_kwargs)  # checked below as bytes: never read back
+    # the float32 copy of a mixed-precision network, made once: converted and checked
+    model = float32_model(model)
+    flatbuffer = convert_float32(model, **lce_kwargs)  # checked as bytes: never read back
     deployed = with_io_types(flatbuffer, input_type, output_type)
     path = atomic_write_bytes(output, deployed)
     result = check_deployable(

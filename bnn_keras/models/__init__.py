@@ -13,6 +13,7 @@ from bnn_keras.models.registry import (
     ModelEntry,
     ModelOptions,
     check_options,
+    check_variant,
     create,
     get,
     names,
@@ -22,5 +23,5 @@ from bnn_keras.models.stats import ModelStats, model_stats
 from bnn_keras.models.torch_import import ImportReport, import_torch, read_checkpoint
 
 __all__ = ["ImportReport", "ModelEntry", "ModelOptions", "ModelStats", "check_options",
-           "create", "get", "import_torch", "model_stats", "names", "read_checkpoint",
-           "register"]
+           "check_variant", "create", "get", "import_torch", "model_stats", "names",
+           "read_checkpoint", "register"]

@@ -13,6 +13,7 @@ import tf_keras as keras
 
 from bnn_keras._env import PLUGINS_ENV
 from bnn_keras.errors import BnnError, first_line
+from bnn_keras.option_checks import check_field_types
 
 Builder = Callable[..., keras.Model]
 
@@ -28,31 +29,21 @@ class ModelOptions:
 
     def check(self, variant: str) -> None:
         """Raise :class:`BnnError` unless these options make a network of ``variant``."""
-        for f in dataclasses.fields(self):
-            value, default = getattr(self, f.name), f.default
-            if default is None or value == default:
-                continue
-            if isinstance(default, bool) or not isinstance(default, (int, float, tuple)):
-                ok = isinstance(value, type(default))
-            elif isinstance(default, tuple):
-                ok = isinstance(value, (tuple, list))
-            else:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok:
-                raise BnnError(f"{f.name} must be a {type(default).__name__}, got {value!r}")
+        check_field_types(self)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered architecture and what it supports; ``options`` is its family's
-    :class:`ModelOptions` subclass (``None``: the builder takes keyword options)."""
+    """A registered architecture and what it supports: ``builder(variant, num_classes,
+    input_shape, options)`` with ``options`` an instance of its family's
+    :class:`ModelOptions` subclass ``options``."""
 
     name: str
     builder: Builder
     variants: tuple[str, ...]
     family: str
     paper: str
-    options: type[ModelOptions] | None = None
+    options: type[ModelOptions]
 
     @property
     def default_variant(self) -> str:
@@ -65,19 +56,63 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register(name: str, *, variants: Sequence[str], family: str, paper: str = "",
              options: type[ModelOptions] | None = None):
     """Decorator registering ``builder(variant, num_classes, input_shape, options)`` as
-    ``name``, ``options`` an instance of ``options`` (its family's :class:`ModelOptions`);
-    without ``options``, ``builder(variant, num_classes, input_shape, **kw)``.
+    ``name``, ``options`` an instance of ``options`` (its family's :class:`ModelOptions`).
 
-    The first variant listed is the default.
+    Without ``options``, ``builder(variant, num_classes, input_shape, **kw)`` names its
+    keyword options (each with a default) in its signature; they become its options
+    object (:func:`options_from_signature`), so every entry's options are checked by
+    name and type before the builder runs. The first variant listed is the default.
     """
 
     def wrap(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(variants), family, paper, options)
+        entry_builder, entry_options = builder, options
+        if entry_options is None:
+            entry_options = options_from_signature(name, builder)
+            entry_builder = _keyword_builder(builder)
+        _REGISTRY[name] = ModelEntry(name, entry_builder, tuple(variants), family, paper,
+                                     entry_options)
         return builder
 
     return wrap
+
+
+_BUILDER_ARGUMENTS = ("variant", "num_classes", "input_shape")
+
+
+def options_from_signature(name: str, builder: Builder) -> type[ModelOptions]:
+    """A :class:`ModelOptions` subclass whose fields are ``builder``'s keyword options
+    (its parameters after ``variant, num_classes, input_shape``) with their defaults.
+
+    Raises:
+        ValueError: the builder takes ``**kwargs`` or an option without a default (its
+            options could not be checked before it runs): give ``register`` an
+            ``options`` class instead.
+    """
+    fields = []
+    for param in inspect.signature(builder).parameters.values():
+        if param.name in _BUILDER_ARGUMENTS:
+            continue
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or \
+                param.default is param.empty:
+            raise ValueError(f"model {name!r}: builder parameter {param} needs a default "
+                             "(or pass register(..., options=...)): options are checked "
+                             "before the builder runs")
+        fields.append((param.name, object, dataclasses.field(default=param.default)))
+    return dataclasses.make_dataclass(f"{name}_options", fields, bases=(ModelOptions,),
+                                      frozen=True)
+
+
+def _keyword_builder(builder: Builder) -> Builder:
+    """``builder`` (taking keyword options) called with an options object's fields."""
+
+    def build(variant: str, num_classes: int, input_shape, options: ModelOptions):
+        values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+        return builder(variant=variant, num_classes=num_classes, input_shape=input_shape,
+                       **values)
+
+    return build
 
 
 def load_plugins(modules: str | None = None) -> list[str]:
@@ -142,6 +177,13 @@ def _variant(entry: ModelEntry, variant: str | None) -> str:
     return variant
 
 
+def check_variant(name: str, variant: str | None) -> str:
+    """``variant`` of model ``name`` (its default for ``None``); a one-line
+    :class:`BnnError` naming the model's variants (or the registered models) if there
+    is no such model or variant. Nothing is built."""
+    return _variant(get(name), variant)
+
+
 def _options(entry: ModelEntry, variant: str, options: Mapping) -> ModelOptions:
     """``entry``'s options object from keyword ``options``, checked for ``variant``."""
     known = [f.name for f in dataclasses.fields(entry.options)]
@@ -156,18 +198,10 @@ def _options(entry: ModelEntry, variant: str, options: Mapping) -> ModelOptions:
 
 def check_options(name: str, variant: str | None, options: Mapping) -> None:
     """Raise :class:`BnnError` unless ``create(name, variant, ..., **options)`` takes these
-    options, without building the network: the family's :class:`ModelOptions` checks
-    names and values; a builder registered without one, the names against its signature.
-    """
+    options, without building the network: the entry's :class:`ModelOptions` checks
+    names and values."""
     entry = get(name)
-    variant = _variant(entry, variant)
-    if entry.options is not None:
-        _options(entry, variant, options)
-        return
-    try:
-        inspect.signature(entry.builder).bind(variant, 10, (224, 224, 3), **options)
-    except TypeError as err:
-        raise BnnError(f"bad option for model {name!r}: {err}") from None
+    _options(entry, _variant(entry, variant), options)
 
 
 def create(
@@ -199,13 +233,6 @@ def create(
     if not isinstance(num_classes, int) or num_classes < 2:
         raise BnnError(f"num_classes must be an int >= 2, got {num_classes!r}")
     shape = _check_shape(input_shape)
-    if entry.options is not None:
-        return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
-                             options=_options(entry, variant, kwargs))
-    try:  # a builder registered without options takes them as keywords
-        return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
-                             **kwargs)
-    except (TypeError, ValueError, OverflowError) as err:
-        if not kwargs and not isinstance(err, TypeError):
-            raise  # no option given: not the user's input
-        raise BnnError(f"bad option for model {name!r}: {first_line(err)}") from None
+    # checked before the builder runs; the builder's own errors are its own
+    return entry.builder(variant=variant, num_classes=num_classes, input_shape=shape,
+                         options=_options(entry, variant, kwargs))

@@ -7,14 +7,10 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from bnn_keras.data.base import AUGMENTS, INTERPOLATIONS
+from bnn_keras.data.options import DataOptions
 from bnn_keras.errors import BnnError
-from bnn_keras.training.limits import (
-    check_int_limits,
-    check_model_options,
-    shorten,
-    shown_json,
-)
+from bnn_keras.option_checks import shorten
+from bnn_keras.training.limits import check_int_limits, check_model_options, shown_json
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant", "linear_by_epoch", "cosine_by_epoch")
@@ -25,6 +21,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 #: ``quantize``: ``none`` trains the float network, ``int8`` its quantization-aware copy
 QUANTIZE = ("none", "int8")
 MIN_EVAL_BATCH = 256  # the evaluation batch when eval_batch_size is 0 and the batch is smaller
+_DATA = DataOptions()  # the data options' defaults
 
 
 @dataclass
@@ -59,10 +56,10 @@ class TrainConfig:
     ``larq_zoo:QuickNetLarge``) replaces the label loss by the distributional loss;
     ``assistants`` (BNext's consecutive KD) are switched at ``assistant_epochs``.
 
-    Data: ``lighting`` is the standard deviation of AlexNet's PCA colour noise on the
-    training crops (0: off); ``eval_crop_pct`` and ``eval_interpolation`` set the
-    ImageNet-style evaluation resize (shorter side ``int(size / eval_crop_pct)``, then the
-    centre crop; ``bicubic`` resizes with PIL as timm does). See :mod:`bnn_keras.data.images`.
+    Data: the fields of :class:`~bnn_keras.data.options.DataOptions` (``batch_size``,
+    ``seed``, ``data_dir``, ``augment``, ``lighting``, ``eval_crop_pct``, ...) are this
+    config's too, with its defaults, checked by it; :attr:`data_options` is the object
+    the loaders take.
 
     ``model_options`` go to :func:`bnn_keras.models.create` as keyword arguments (the
     family's architecture options: ``stem``, ``source``, ``binary_pad``, ...).
@@ -95,25 +92,26 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     dataset: str = "digits"
     epochs: int = 6
-    batch_size: int = 64
+    batch_size: int = _DATA.batch_size
     eval_batch_size: int = 0  # 0: the training batch, at least 256 (see evaluation_batch)
     learning_rate: float = 2e-3
     agc_clip: float = 0.02
-    seed: int = 0
+    seed: int = _DATA.seed
     steps_per_epoch: int = 0  # 0: one full pass over the training split
     output: str = "runs"
     name: str = ""
     # data
-    data_dir: str = ""
-    manual_dir: str = ""
-    image_size: int = 0  # 0: the dataset's own size
-    augment: str = "default"
-    randaugment_layers: int = 2
-    randaugment_magnitude: float = 7.0
-    randaugment_magnitude_std: float = 0.5
-    lighting: float = 0.0  # PCA colour noise std (ReActNet / BNN_NoBN / Bi-Real: 0.1)
-    eval_crop_pct: float = 0.875  # evaluation: shorter side int(size / crop_pct), centre crop
-    eval_interpolation: str = "bilinear"  # or "bicubic" (PIL's, as timm; BNext)
+    # data: the fields of DataOptions, flat in config.json (see data_options)
+    data_dir: str = _DATA.data_dir
+    manual_dir: str = _DATA.manual_dir
+    image_size: int = _DATA.image_size
+    augment: str = _DATA.augment
+    randaugment_layers: int = _DATA.randaugment_layers
+    randaugment_magnitude: float = _DATA.randaugment_magnitude
+    randaugment_magnitude_std: float = _DATA.randaugment_magnitude_std
+    lighting: float = _DATA.lighting
+    eval_crop_pct: float = _DATA.eval_crop_pct
+    eval_interpolation: str = _DATA.eval_interpolation
     # optimiser and schedule
     optimizer: str = "adam"
     schedule: str = "linear"
@@ -148,8 +146,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise BnnError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise BnnError(f"batch size must be >= 1, got {self.batch_size}")
+        self.data_options  # noqa: B018 - made to check the data options
         if not math.isfinite(self.learning_rate):
             raise BnnError(f"learning rate must be finite, got {self.learning_rate}")
         if not self.learning_rate > 0:
@@ -163,21 +160,17 @@ class TrainConfig:
             raise BnnError(f"steps per epoch must be >= 0, got {self.steps_per_epoch}")
         check_int_limits(vars(self))
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("kd_weighting", KD_WEIGHTINGS), ("augment", AUGMENTS),
+                              ("kd_weighting", KD_WEIGHTINGS),
                               ("strategy", STRATEGIES), ("precision", PRECISIONS),
-                              ("eval_interpolation", INTERPOLATIONS),
                               ("quantize", QUANTIZE)):
             if getattr(self, name) not in choices:
                 raise BnnError(f"{name} must be one of {', '.join(choices)}, "
                                f"got {getattr(self, name)!r}")
         for name in ("warmup_lr", "min_lr", "weight_decay", "kernel_weight_decay",
                      "grad_clip_norm", "ste_clip", "label_smoothing", "warmup_epochs",
-                     "weight_temperature", "temperature_decay",
-                     "image_size", "lighting"):
+                     "weight_temperature", "temperature_decay"):
             if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
                 raise BnnError(f"{name} must be >= 0 and finite, got {getattr(self, name)}")
-        if not 0 < self.eval_crop_pct <= 1:
-            raise BnnError(f"eval_crop_pct must be in (0, 1], got {self.eval_crop_pct}")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise BnnError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs "
                            f"({self.epochs})")
@@ -204,6 +197,11 @@ class TrainConfig:
             self.name = default_run_name(self.model, self.variant, self.dataset, self.stage,
                                          self.quantize)
         check_run_name(self.name)
+
+    @property
+    def data_options(self) -> DataOptions:
+        """This run's data options, the object the loaders take (checked when made)."""
+        return DataOptions(**{name: getattr(self, name) for name in DataOptions.names()})
 
     @property
     def evaluation_batch(self) -> int:

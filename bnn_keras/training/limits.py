@@ -8,15 +8,15 @@ import json
 import sys
 from collections.abc import Mapping
 
+from bnn_keras.data.options import MAX_BATCH
 from bnn_keras.errors import BnnError
+from bnn_keras.option_checks import check_range, shorten
 
-MAX_BATCH = 65536  # 16x the largest global batch of the reproduced papers (4096)
-#: the range of each integer setting: a value outside is a one-line error, not an
-#: overflow deep in TensorFlow (a 10**23 batch) or NumPy (a negative seed)
-INT_LIMITS = {"epochs": (1, 100_000), "batch_size": (1, MAX_BATCH),
-              "eval_batch_size": (0, MAX_BATCH), "seed": (0, 2**32 - 1),
-              "steps_per_epoch": (0, 10**9), "image_size": (0, 4096),
-              "warmup_epochs": (0, 100_000), "randaugment_layers": (0, 32)}
+#: the range of each integer setting but the data options' (those are
+#: :data:`bnn_keras.data.options.DATA_INT_LIMITS`): a value outside is a one-line error,
+#: not an overflow deep in TensorFlow or NumPy
+INT_LIMITS = {"epochs": (1, 100_000), "eval_batch_size": (0, MAX_BATCH),
+              "steps_per_epoch": (0, 10**9), "warmup_epochs": (0, 100_000)}
 
 
 def check_int_limits(settings: Mapping[str, object]) -> None:
@@ -29,9 +29,7 @@ def check_int_limits(settings: Mapping[str, object]) -> None:
     values = {name: settings[name] for name in INT_LIMITS}
     values.update({f"assistant_epochs[{i}]": e for i, e in enumerate(assistants)})
     for name, value in values.items():
-        low, high = limits[name]
-        if isinstance(value, (int, float)) and not low <= value <= high:
-            raise BnnError(f"{name} must be from {low} to {high}, got {shorten(value)}")
+        check_range(name, value, *limits[name])
 
 
 def check_batch_fits(batch_size: int, dataset: str, train_size: int) -> None:
@@ -70,8 +68,3 @@ def shown_json(value, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def shorten(value, limit: int = 100) -> str:
-    """``value`` for a message, cut to ``limit`` characters (a 10**100000 stays short)."""
-    huge = isinstance(value, int) and abs(value) >= 10**limit  # repr fails past 4300 digits
-    text = "a huge integer" if huge else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -22,9 +22,7 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.errors import BnnError
 from bnn_keras.models.dtypes import dtype_policy
-from bnn_keras.training.config import PRECISIONS
 
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic, which oneDNN's
 #: bfloat16 convolutions use; without them bfloat16 is emulated and slower than float32
@@ -41,8 +39,11 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """``precision``, with ``auto`` resolved for this machine: ``mixed_bfloat16`` on a
-    CPU with native bfloat16 (:func:`cpu_has_bf16`) and no GPU, else ``float32``.
+    """``precision`` (one of :data:`~bnn_keras.training.config.PRECISIONS`, as a
+    :class:`~bnn_keras.training.config.TrainConfig` checked it), with ``auto`` resolved
+    for this machine: ``mixed_bfloat16`` on a CPU with native bfloat16
+    (:func:`cpu_has_bf16`) and no GPU, else ``float32``. A run resolves it once, when it
+    starts, and stores the result.
 
     ``auto`` picks bfloat16 only where the CPU runs it natively: 1.6x float32's step on
     an AVX512-BF16 CPU, 1.8x with AMX, with the digits default run's test top-1 within
@@ -50,8 +51,6 @@ def resolve_precision(precision: str) -> str:
     default stays ``float32``, the official training scripts' precision. On GPUs, where
     ``mixed_float16`` is the usual choice, ask for it explicitly.
     """
-    if precision not in PRECISIONS:
-        raise BnnError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
     if tf.config.list_physical_devices("GPU") or not cpu_has_bf16():
@@ -61,8 +60,9 @@ def resolve_precision(precision: str) -> str:
 
 @contextmanager
 def precision_policy(precision: str) -> Iterator[None]:
-    """Layers built in the block take ``precision``'s Keras policy (``auto`` resolved);
-    the global policy is restored afterwards.
+    """Layers built in the block take the Keras policy ``precision`` (resolved:
+    ``float32``, ``mixed_bfloat16`` or ``mixed_float16``); the global policy is restored
+    afterwards.
 
     Example:
         ```python
@@ -70,7 +70,7 @@ def precision_policy(precision: str) -> Iterator[None]:
             net = bnn_keras.models.create("reactnet_18", "bf", 10, (32, 32, 3))
         ```
     """
-    with dtype_policy(resolve_precision(precision)):
+    with dtype_policy(precision):
         yield
 
 

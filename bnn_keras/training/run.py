@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tensorflow as tf
@@ -110,8 +110,8 @@ def train(config: TrainConfig, *, resume: bool = False, resume_from: str | Path 
     if resume:  # what the resumed run reads, checked before it trains
         config = _stored_config(folder, config)
         read_history(folder.history)
-    else:
-        config.precision = resolve_precision(config.precision)  # stored resolved
+    else:  # resolved once, into this run's own config (the caller's is left as it was)
+        config = replace(config, precision=resolve_precision(config.precision))
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise BnnError(f"the global batch {config.batch_size} does not split evenly over "

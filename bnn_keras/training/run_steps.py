@@ -84,17 +84,8 @@ def build(config: TrainConfig, strategy: tf.distribute.Strategy, folder: RunFold
 
 
 def load_data(config: TrainConfig) -> data_lib.Dataset:
-    """The dataset of ``config``, with its pipeline options."""
-    return data_lib.load(
-        config.dataset, batch_size=config.batch_size, seed=config.seed,
-        data_dir=config.data_dir or None, manual_dir=config.manual_dir or None,
-        image_size=config.image_size or None,
-        augment=None if config.augment == "default" else config.augment,
-        randaugment=(config.randaugment_layers, config.randaugment_magnitude,
-                     config.randaugment_magnitude_std) if config.augment == "randaugment"
-        else None,
-        lighting=config.lighting, eval_crop_pct=config.eval_crop_pct,
-        eval_interpolation=config.eval_interpolation)
+    """The dataset of ``config``, with its data options."""
+    return data_lib.load(config.dataset, options=config.data_options)
 
 
 def _train_stream(config: TrainConfig, dataset) -> tuple[tf.data.Dataset, int]:
