@@ -80,6 +80,9 @@ RPRELU_PLACES = ("stream", "branch")
 
 
 STEMS = ("auto", "small", "imagenet")
+#: the largest BN-free branch scale ``|alpha|`` (the papers use 0.2): the variance
+#: schedule sums ``alpha**2`` over the units, which must stay a finite float
+MAX_ALPHA = 1e6
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class NetOptions(ModelOptions):
         """Raise :class:`BnnError` unless the options make a network of ``variant``."""
         super().check(variant)
         check_conventions(self.align, self.binary_pad, self.init)
+        if not abs(self.alpha) <= MAX_ALPHA:
+            raise BnnError(f"alpha must be in the range [-{MAX_ALPHA:g}, {MAX_ALPHA:g}], "
+                           f"got {self.alpha!r}")
         if self.stem not in STEMS:
             raise BnnError(f"stem must be 'auto', 'small' or 'imagenet', got {self.stem!r}")
 

@@ -192,7 +192,10 @@ def _options(entry: ModelEntry, variant: str, options: Mapping) -> ModelOptions:
         raise BnnError(f"bad option for model {entry.name!r}: unknown {', '.join(unknown)}; "
                        f"its options: {', '.join(known)}")
     made = entry.options(**options)
-    made.check(variant)
+    try:
+        made.check(variant)
+    except BnnError as err:
+        raise BnnError(f"bad option for model {entry.name!r}: {err}") from None
     return made
 
 
