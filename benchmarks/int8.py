@@ -9,9 +9,11 @@ their ratio against the target (0.55x, 0.55x, 0.65x), and the int8 checks.
 
 ``latency``: the same float32 and int8 flatbuffers of reactnet_18, reactnet_a (bf),
 birealnet_18 and bnext_tiny (their default variants), timed with LCE's interpreter on
-one thread, the two alternated ``--rounds`` times (``--runs`` timed runs each): the
-median of the rounds' medians and the int8 / float ratio. Off ARM LCE's binary kernels
-are reference ones: the ratio is for the record, not a board's.
+one thread, the two alternated ``--rounds`` times (``--runs`` timed runs each, who goes
+first swapped every round): the median of the rounds' medians, their ratio, and the
+median and range of the rounds' own ratios (a round's two timings are the closest in
+time, so the least apart in load). Off ARM LCE's binary kernels are reference ones: the
+ratio is for the record, not a board's.
 
 ``zoo``: every registered model and variant (``--models`` to pick; not bnext_middle and
 bnext_large unless named) made the same way: float32 and int8 ``.tflite`` MB, their
@@ -104,7 +106,8 @@ def _latency(rounds: int, runs: int) -> None:
     from bnn_keras import models
     from bnn_keras.bench.local import benchmark_flatbuffer
 
-    print("| model | variant | float32 ms | int8 ms | int8 / float | per-round ratios |")
+    print("| model | variant | float32 ms | int8 ms | int8 / float | per-round int8 / float: "
+          "median (min-max) |")
     print("|---|---|---|---|---|---|")
     for name in LATENCY_MODELS:
         variant = models.get(name).default_variant
@@ -117,9 +120,10 @@ def _latency(rounds: int, runs: int) -> None:
                 times[kind].append(benchmark_flatbuffer(flatbuffer, threads=1, runs=runs,
                                                         warmup=1).median_ms)
         f_ms, q_ms = (statistics.median(times[k]) for k in ("float32", "int8"))
-        per_round = ", ".join(f"{q / f:.2f}" for f, q in zip(times["float32"], times["int8"]))
+        ratios = [q / f for f, q in zip(times["float32"], times["int8"])]
         print(f"| {name} | {variant} | {f_ms:.1f} | {q_ms:.1f} | {q_ms / f_ms:.2f} | "
-              f"{per_round} |", flush=True)
+              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |",
+              flush=True)
 
 
 def _zoo(names: list[str]) -> None:
