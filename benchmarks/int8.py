@@ -3,7 +3,7 @@ int8 copies, and digits runs' quantization-aware fine-tuning against post-traini
 calibration.
 
 ``sizes``: for reactnet_18 bf, bnext_tiny bn and reactnet_a bf at 224x224x3 and 1000
-classes (untrained, shifts moved off zero as in a trained net), the float32 ``.tflite``
+classes (untrained, binary signs and shifts as in a trained net), the float32 ``.tflite``
 and the int8 one (ranges calibrated on two random images; sizes do not depend on them),
 their ratio against the target (0.55x, 0.55x, 0.65x), and the int8 checks.
 
@@ -57,19 +57,27 @@ ZOO_SKIPPED = ("bnext_middle", "bnext_large")
 
 
 def float_and_int8(name: str, variant: str, seed: int = 0):
-    """``name`` ``variant`` at 224x224x3, 1000 classes, untrained with its BatchNorm set
-    from two random images and its shifts moved off zero (as in a trained net), and its
-    int8 copy with the ranges calibrated on the same images: ``(net, qat, images,
-    float32 flatbuffer, int8 flatbuffer)``."""
+    """``name`` ``variant`` at 224x224x3, 1000 classes, untrained but with what a trained
+    net's file holds (binary kernels' signs drawn at random, shifts moved off zero),
+    BatchNorm set from two random images, and its int8 copy with the ranges calibrated on
+    the same images: ``(net, qat, images, float32 flatbuffer, int8 flatbuffer)``.
+
+    The signs: the official initialisation (``rand * 1e-3``) makes an untrained ``bn`` or
+    ``none`` net's binary kernels all +1, which the converter stores once per shape."""
     import numpy as np
     import tf_keras as keras
 
     from bnn_keras import export, models
     from bnn_keras.quantize import calibrate_ranges, quantize_model
+    from bnn_keras.quantizers import has_binary_kernel
 
     keras.backend.clear_session()  # the previous model's graph state
     rng = np.random.default_rng(seed)
     net = models.create(name, variant, 1000, (224, 224, 3))
+    for layer in net.submodules:
+        if has_binary_kernel(layer):
+            kernel = layer.kernel.numpy()
+            layer.kernel.assign(kernel * rng.choice(np.float32([-1, 1]), kernel.shape))
     images = rng.standard_normal((2, 224, 224, 3)).astype(np.float32)
     export.calibrate_batchnorm(net, images)
     export.perturb_shifts(net, rng)
