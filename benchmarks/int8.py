@@ -172,18 +172,21 @@ def _tflite_predict(flatbuffer):
     return lambda inputs: export.predict_tflite(flatbuffer, inputs)
 
 
-def _ptq(float_net, x, y) -> tuple[float, float, int]:
+def _ptq(float_net, x, y) -> tuple[float, float, float, int]:
     """Post-training int8 of ``float_net`` (8 batches of digits train images): test top-1
-    of its Keras copy and of its ``.tflite``, and the calibration images' count."""
+    of its Keras copy and of its ``.tflite``, their top-1 agreement, and the calibration
+    images' count."""
+    import numpy as np
+
     from bnn_keras import export
     from bnn_keras.quantize.ptq import post_training_int8
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ptq_net, images = post_training_int8(float_net, "digits", batches=8)
-    keras_acc, _ = _top1(_keras_predict(ptq_net), x, y)
-    tflite_acc, _ = _top1(_tflite_predict(export.convert(ptq_net)), x, y)
-    return keras_acc, tflite_acc, images
+    keras_acc, keras_top1 = _top1(_keras_predict(ptq_net), x, y)
+    tflite_acc, tflite_top1 = _top1(_tflite_predict(export.convert(ptq_net)), x, y)
+    return keras_acc, tflite_acc, float(np.mean(keras_top1 == tflite_top1)), images
 
 
 def _digits(float_run: str, int8_run: str) -> None:
@@ -198,7 +201,7 @@ def _digits(float_run: str, int8_run: str) -> None:
     float_acc, _ = _top1(_keras_predict(float_net), x, y)
     qat_acc, qat_top1 = _top1(_keras_predict(qat_net), x, y)
     int8_acc, int8_top1 = _top1(_tflite_predict(export.convert(qat_net)), x, y)
-    ptq_keras, ptq_acc, images = _ptq(float_net, x, y)
+    ptq_keras, ptq_acc, _, images = _ptq(float_net, x, y)
     rows = [("float32 Keras (the float run)", float_acc),
             ("QAT Keras (the --quantize int8 run)", qat_acc),
             ("QAT int8 .tflite (LCE interpreter)", int8_acc),
@@ -213,9 +216,14 @@ def _digits(float_run: str, int8_run: str) -> None:
 
 
 def _spread(values: list[float]) -> str:
-    per_seed = " / ".join(f"{v:.2%}" for v in values)
-    return (f"{statistics.mean(values):.2%} | {min(values):.2%} - {max(values):.2%} | "
-            f"{per_seed}")
+    return f"{statistics.mean(values):.2%} ({min(values):.2%}-{max(values):.2%})"
+
+
+def _seed_row(label: str, keras: list[float], tflite: list[float],
+              agreement: list[float]) -> None:
+    per_seed = " / ".join(f"{v:.2%}" for v in keras)
+    print(f"| {label} | {_spread(keras)} | {per_seed} | {_spread(tflite)} | "
+          f"{_spread(agreement)} |", flush=True)
 
 
 def _seeds(runs_dir: str, ptq_group: str) -> None:
@@ -224,33 +232,26 @@ def _seeds(runs_dir: str, ptq_group: str) -> None:
         match = re.fullmatch(r"(.+)-s(\d+)", metrics.parent.name)
         if match:
             groups.setdefault(match[1], {})[int(match[2])] = json.loads(metrics.read_text())
-    print("| runs | what | seeds | mean | min - max | per seed |")
-    print("|---|---|---|---|---|---|")
+    print("| runs | Keras test top-1, mean (min-max) | per seed | .tflite test top-1 "
+          "| .tflite vs Keras top-1 agreement |")
+    print("|---|---|---|---|---|")
+    labels = {}
     for group, by_seed in groups.items():
-        seeds = sorted(by_seed)
-        label = f"{group}-s{{{','.join(map(str, seeds))}}}"
-        runs = [by_seed[s] for s in seeds]
-        exported = [r["export"] for r in runs if r.get("export")]
-        rows = [("Keras test top-1", [r["test_accuracy"] for r in runs])]
-        if len(exported) == len(runs):
-            rows += [(".tflite test top-1", [e["tflite_test_accuracy"] for e in exported]),
-                     (".tflite vs Keras top-1 agreement",
-                      [e["top1_agreement_test_split"] for e in exported])]
-        for what, values in rows:
-            print(f"| {label} | {what} | {len(values)} | {_spread(values)} |", flush=True)
+        labels[group] = f"{group}-s{{{','.join(map(str, sorted(by_seed)))}}}"
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        exported = [r.get("export") or {} for r in runs]
+        _seed_row(labels[group], [r["test_accuracy"] for r in runs],
+                  [e.get("tflite_test_accuracy", float("nan")) for e in exported],
+                  [e.get("top1_agreement_test_split", float("nan")) for e in exported])
     if ptq_group in groups:
         from bnn_keras import data
         from bnn_keras.io import load_keras_model
 
         x, y = data.load("digits").arrays("test")
-        seeds = sorted(groups[ptq_group])
         results = [_ptq(load_keras_model(f"{runs_dir}/{ptq_group}-s{s}/model.keras"), x, y)
-                   for s in seeds]
-        label = f"{ptq_group}-s{{{','.join(map(str, seeds))}}}"
-        for i, what in enumerate(("post-training int8 Keras", "post-training int8 .tflite")):
-            values = [r[i] for r in results]
-            print(f"| {label} | {what} ({results[0][2]} images) | {len(values)} | "
-                  f"{_spread(values)} |", flush=True)
+                   for s in sorted(groups[ptq_group])]
+        _seed_row(f"{labels[ptq_group]}, post-training int8 ({results[0][3]} images)",
+                  *([r[i] for r in results] for i in range(3)))
 
 
 def main() -> None:
