@@ -19,7 +19,7 @@ Variants:
             ``h + alpha * bconv(sign(h))`` with ``alpha = 0.2`` folded into the binary
             conv. A sign ignores any positive scale, so no ``beta`` is needed before
             it; the transition shortcut conv has the gain ``strides * beta``, ``beta``
-            from :func:`~bnn_keras.models.common.variance_schedule`, which restarts the
+            from :func:`~bnn_keras.models.variance.variance_schedule`, which restarts the
             variance at 1 before a transition (so that ``beta`` is 1).
 
 Options (:class:`BiRealNetOptions`): ``align`` and ``binary_pad``
@@ -44,9 +44,9 @@ from bnn_keras.models.common import (
     real_conv,
     resnet_stem,
     start_network,
-    variance_schedule,
 )
 from bnn_keras.models.registry import register
+from bnn_keras.models.variance import variance_schedule
 
 VARIANTS = ("bn", "bf")
 WIDTHS = (64, 128, 256, 512)

@@ -33,7 +33,7 @@ Variants:
             keeps the identity shortcut (``u' = u``) and uses ``PReLU'(beta * x)`` only as
             the multiplier (``beta`` folded into the gate too). The expected variance
             grows by ``alpha**2`` per module and is reset to 1 at each stride-2 block
-            (:func:`~bnn_keras.models.common.variance_schedule`),
+            (:func:`~bnn_keras.models.variance.variance_schedule`),
             whose pooled shortcut is scaled by ``strides * beta`` (as in
             ``reactnet_resnet``: pooling divides the variance of uncorrelated features
             by ``strides**2``).
@@ -60,9 +60,9 @@ from bnn_keras.models.common import (
     real_conv,
     start_network,
     torch_default,
-    variance_schedule,
 )
 from bnn_keras.models.registry import register
+from bnn_keras.models.variance import variance_schedule
 from bnn_keras.quantizers import BINARY_TEMPERATURE, TemperatureSign
 
 VARIANTS = ("bn", "bf")

@@ -45,9 +45,9 @@ from bnn_keras.models.common import (
     finish_network,
     real_conv,
     start_network,
-    variance_schedule,
 )
 from bnn_keras.models.registry import register
+from bnn_keras.models.variance import variance_schedule
 
 STEM_FILTERS = 32
 #: (in channels, out channels, stride) of the 13 blocks.
@@ -59,7 +59,7 @@ BLOCKS: tuple[tuple[int, int, int], ...] = (
 
 def bf_betas(alpha: float) -> list[tuple[float, float]]:
     """``(beta1, beta2)`` of every block as ``Qaw_reactnet_A_bf.reactnet.__init__``
-    computes them: :func:`~bnn_keras.models.common.variance_schedule` over the halves,
+    computes them: :func:`~bnn_keras.models.variance.variance_schedule` over the halves,
     the second half of a stride-2 block a transition reset after it (the stride-2 block
     still takes the accumulated betas, the next block starts again from 1)."""
     schedule = variance_schedule(

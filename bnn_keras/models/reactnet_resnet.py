@@ -57,9 +57,9 @@ from bnn_keras.models.common import (
     real_conv,
     resnet_stem,
     start_network,
-    variance_schedule,
 )
 from bnn_keras.models.registry import register
+from bnn_keras.models.variance import variance_schedule
 
 WIDTHS = (64, 128, 256, 512)
 SOURCES = ("bnn_nobn", "reactnet")
@@ -67,7 +67,7 @@ SOURCES = ("bnn_nobn", "reactnet")
 
 def bf_betas(blocks: Sequence[int], alpha: float) -> list[list[float]]:
     """``beta`` of every block, per stage, as ``Qaw_reactnet_18_bf.BiRealNet._make_layer``
-    computes it: :func:`~bnn_keras.models.common.variance_schedule` with each stage's
+    computes it: :func:`~bnn_keras.models.variance.variance_schedule` with each stage's
     first block a transition reset after it (it reads the incoming variance, the next
     block reads 1, so the first two blocks of a stage both get ``beta = 1``; the net's
     first block, which has no downsample shortcut, already reads 1)."""
