@@ -25,7 +25,7 @@ from bnn_keras.bench.float_baseline import float_flatbuffer
 from bnn_keras.bench.local import benchmark_flatbuffer
 from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export import binary_conv_layers, convert, mac_figures, op_counts, size_figures
-from bnn_keras.io import atomic_write_json
+from bnn_keras.files import atomic_write_json
 
 COLUMNS = [("model", "{}"), ("variant", "{}"), ("threads", "{}"), ("tflite MiB", "{:.2f}"),
            ("size/ideal", "{:.2f}"), ("binary MACs", "{:.1%}"), ("LceBconv2d", "{}"),

@@ -193,7 +193,7 @@ def _digits(float_run: str, int8_run: str) -> None:
     import numpy as np
 
     from bnn_keras import data, export
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     x, y = data.load("digits").arrays("test")
     float_net = load_keras_model(f"{float_run}/model.keras")
@@ -245,7 +245,7 @@ def _seeds(runs_dir: str, ptq_group: str) -> None:
                   [e.get("top1_agreement_test_split", float("nan")) for e in exported])
     if ptq_group in groups:
         from bnn_keras import data
-        from bnn_keras.io import load_keras_model
+        from bnn_keras.keras_files import load_keras_model
 
         x, y = data.load("digits").arrays("test")
         results = [_ptq(load_keras_model(f"{runs_dir}/{ptq_group}-s{s}/model.keras"), x, y)

@@ -17,7 +17,7 @@ import bnn_keras  # noqa: F401  (before TensorFlow)
 from bnn_keras import models
 from bnn_keras.insight.landscape import loss_landscape
 from bnn_keras.insight.sources import load_split, resolve
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 
 
 def main() -> None:

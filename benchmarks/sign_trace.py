@@ -30,7 +30,7 @@ import bnn_keras  # noqa: F401  (sets the Keras environment before TensorFlow lo
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from bnn_keras import export, models
-    from bnn_keras.io import atomic_write_json
+    from bnn_keras.files import atomic_write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)

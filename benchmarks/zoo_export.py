@@ -137,7 +137,7 @@ def _row_details(row: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from bnn_keras import models
-    from bnn_keras.io import atomic_write_json
+    from bnn_keras.files import atomic_write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")

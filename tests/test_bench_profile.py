@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from bnn_keras.bench.op_profile import parse_op_profile, types_of
 from bnn_keras.bench.parse import parse_benchmark_output
-from bnn_keras.bench.profile import parse_op_profile, types_of
 from bnn_keras.errors import BnnError
 from tests import ssh_board
 from tests.cli_helpers import assert_one_line_error, run_main

@@ -150,7 +150,7 @@ def test_train_on_a_folder_with_a_corrupt_image_leaves_no_run(tmp_path, capsys):
 def test_saving_a_model_on_a_full_disk_names_the_file(tmp_path, monkeypatch):
     import tf_keras as keras
 
-    from bnn_keras.io import save_keras_atomic
+    from bnn_keras.keras_files import save_keras_atomic
     from tests.full_disk import fill_disk
 
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])

@@ -147,7 +147,7 @@ def test_deterministic_flag_enables_op_determinism(monkeypatch):
 
 
 def test_deterministic_runs_are_bit_identical(tmp_path):
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     env = {**os.environ, **TINY_ENV}
     procs = [subprocess.Popen(cli_argv("train", *TINY_TRAIN, "--epochs", "1", "--deterministic",

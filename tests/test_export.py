@@ -7,7 +7,7 @@ import pytest
 
 from bnn_keras import export, models
 from bnn_keras.errors import BnnError
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 from bnn_keras.layers import ScaledStdQuantConv2D
 
 
@@ -118,20 +118,20 @@ def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
     the first binarizer, with flips far from zero."""
     import tf_keras as keras
 
-    from bnn_keras.export import trace
+    from bnn_keras.export import sign_trace
     from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions, build_reactnet_resnet
 
     model = build_reactnet_resnet((2, 1), ReActNetResNetOptions(widths=(8, 16)), variant="bn",
                                   num_classes=10, input_shape=(16, 16, 3), name="tiny")
     x = rng.standard_normal((3, 16, 16, 3)).astype(np.float32)
     export.calibrate_batchnorm(model, x)
-    traces = trace.trace_signs(model, x)
-    assert len(traces) == len(trace.binarizer_inputs(model)) >= 3
+    traces = sign_trace.trace_signs(model, x)
+    assert len(traces) == len(sign_trace.binarizer_inputs(model)) >= 3
     for t in traces:
         assert t.flips == [0, 0, 0], t
         assert max(t.max_abs_diff) < 1e-4 * max(1.0, t.std), t
 
-    real_convert = trace.convert
+    real_convert = sign_trace.convert
 
     def convert_with_stem_negated(truncated):
         copy = keras.models.clone_model(truncated)
@@ -140,12 +140,12 @@ def test_trace_signs_finds_where_the_runtimes_part(rng, monkeypatch):
         stem.kernel.assign(-stem.kernel)
         return real_convert(copy)
 
-    monkeypatch.setattr(trace, "convert", convert_with_stem_negated)
-    first = trace.trace_signs(model, x, layers=[traces[0].layer])
+    monkeypatch.setattr(sign_trace, "convert", convert_with_stem_negated)
+    first = sign_trace.trace_signs(model, x, layers=[traces[0].layer])
     assert len(first) == 1 and min(first[0].flips) > 0.1 * first[0].size
     assert min(first[0].flip_max_abs) > 0.1 * first[0].std
     # bisection lands on the same binarizer and does not call these flips rounding
-    found = trace.first_flips(model, x, [0, 2])
+    found = sign_trace.first_flips(model, x, [0, 2])
     assert [d.layer for d in found] == [traces[0].layer] * 2
     assert not any(d.rounding for d in found)
     assert found[0].flips == first[0].flips[0]
@@ -158,7 +158,7 @@ def test_trace_reads_the_binarizer_inputs_out_of_the_flatbuffer(variant, rng):
     found at the first binarizer; one of another net is refused (conversions instead)."""
     import tf_keras as keras
 
-    from bnn_keras.export import trace
+    from bnn_keras.export import sign_trace
     from bnn_keras.models.reactnet_resnet import ReActNetResNetOptions, build_reactnet_resnet
 
     def tiny(blocks, name):
@@ -170,8 +170,8 @@ def test_trace_reads_the_binarizer_inputs_out_of_the_flatbuffer(variant, rng):
     assert not variant == "bf" or export.foldable_biases(model)  # the division is tested
     x = rng.standard_normal((3, 16, 16, 3)).astype(np.float32)
     export.calibrate_batchnorm(model, x)
-    traces = trace.trace_signs(model, x, flatbuffer=export.convert(model))
-    assert [t.layer for t in traces] == [name for name, _ in trace.binarizer_inputs(model)]
+    traces = sign_trace.trace_signs(model, x, flatbuffer=export.convert(model))
+    assert [t.layer for t in traces] == [name for name, _ in sign_trace.binarizer_inputs(model)]
     for t in traces:
         assert t.flips == [0, 0, 0], t
         assert max(t.max_abs_diff) < 1e-4 * max(1.0, t.std), t
@@ -181,18 +181,18 @@ def test_trace_reads_the_binarizer_inputs_out_of_the_flatbuffer(variant, rng):
     stem = next(lay for lay in copy.layers if isinstance(lay, keras.layers.Conv2D))
     stem.kernel.assign(-stem.kernel)
     negated = export.convert(copy)
-    first = trace.trace_signs(model, x, flatbuffer=negated)[0]
+    first = sign_trace.trace_signs(model, x, flatbuffer=negated)[0]
     assert min(first.flips) > 0.1 * first.size and min(first.flip_max_abs) > 0.1 * first.std
-    found = trace.first_flips(model, x, [0, 2], flatbuffer=negated)
+    found = sign_trace.first_flips(model, x, [0, 2], flatbuffer=negated)
     assert [d.layer for d in found] == [traces[0].layer] * 2
     assert not any(d.rounding for d in found)
 
     other = export.convert(tiny((1, 1), "other"))
-    assert trace._traces_from_taps(model, other, x, trace.binarizer_inputs(model)) is None
+    assert sign_trace._traces_from_taps(model, other, x, sign_trace.binarizer_inputs(model)) is None
 
 
 def test_divergence_is_rounding_only_near_zero_after_agreement():
-    from bnn_keras.export.trace import Divergence
+    from bnn_keras.export.sign_trace import Divergence
 
     near = dict(sample=0, layer="b2", flips=1, std=2.0, before_std=1.5, tolerance=1e-4)
     assert Divergence(flip_max_abs=5e-6, before_max_abs_diff=4e-5, **near).rounding

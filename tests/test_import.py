@@ -39,7 +39,7 @@ def test_pth_import_export_eval(tmp_path, capsys, state):
     assert "VITA-Group/BNN_NoBN checkpoint: reactnet_a bf, 10 classes" in stdout
 
     fixture = load_fixture(CASE)
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     got = load_keras_model(out).predict(fixture.inputs, verbose=0)
     assert np.linalg.norm(got - fixture.logits) / np.linalg.norm(fixture.logits) < 1e-3

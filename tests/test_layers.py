@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 from bnn_keras.layers import LearnableBias, RPReLU, ScaledStdConv2D, ScaledStdQuantConv2D
 from bnn_keras.layers.activations import rprelu
 

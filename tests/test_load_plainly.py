@@ -11,7 +11,7 @@ import pytest
 import tf_keras as keras
 
 from bnn_keras import models
-from bnn_keras.io import check_keras_file
+from bnn_keras.keras_files import check_keras_file
 from bnn_keras.models.dtypes import float32_model
 from bnn_keras.training.precision import precision_policy
 from tests.cli_helpers import run_main

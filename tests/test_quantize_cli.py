@@ -8,7 +8,7 @@ import numpy as np
 
 from bnn_keras import models
 from bnn_keras.export.int8 import io_types
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 from bnn_keras.quantize import is_quantized
 from tests.cli_helpers import assert_one_line_error, run_main, train_tiny
 

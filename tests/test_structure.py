@@ -91,7 +91,7 @@ def test_the_checks_see_an_upward_import_and_a_cycle():
     graph = import_graph()
     assert "bnn_keras.models.registry" in graph["bnn_keras.models.birealnet"]
     assert floor("bnn_keras.cli.train") > floor("bnn_keras.training.run") > floor("bnn_keras.data")
-    assert floor("bnn_keras.quantizers") == floor("bnn_keras.models") > floor("bnn_keras.io")
+    assert floor("bnn_keras.quantizers") == floor("bnn_keras.models") > floor("bnn_keras.files")
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
 

@@ -2,6 +2,7 @@
 import only the package (what they share with the tests lives in ``bnn_keras``)."""
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +58,11 @@ def test_the_checks_see_what_they_forbid():
     assert is_test_module("tests.test_cli") and is_test_module("test_cli")
     assert not is_test_module("tests.helpers") and not is_test_module("bnn_keras.testing")
     assert len(_modules("bnn_keras")) > 50 and ROOT / "tests" / "test_tree.py" in _modules("tests")
+
+
+def test_no_package_module_shadows_the_standard_library():
+    """``bnn_keras/io.py`` beside ``import io`` reads as the one and hides the other."""
+    clash = [str(p.relative_to(ROOT)) for p in _modules("bnn_keras")
+             if p.stem in sys.stdlib_module_names]
+    assert not clash, "\n".join(clash)
+    assert "io" in sys.stdlib_module_names and "inspect" in sys.stdlib_module_names

@@ -11,7 +11,7 @@ import tf_keras as keras
 
 from bnn_keras import models
 from bnn_keras.errors import BnnError
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 from bnn_keras.trust import check_model_config, trusting_code
 from tests.cli_helpers import TINY_TRAIN, assert_one_line_error, run_main
 

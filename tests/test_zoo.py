@@ -27,7 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras import export, models
-from bnn_keras.io import load_keras_model
+from bnn_keras.keras_files import load_keras_model
 from bnn_keras.layers import ChannelGate, RecouplingMix, Rotate180
 from bnn_keras.quantizers import has_binary_kernel
 from tests.helpers import stream_stds

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from bnn_keras.bench.profile import OpProfile, OpTime, types_of
+from bnn_keras.bench.op_profile import OpProfile, OpTime, types_of
 from bnn_keras.export.flatbuffer import OpNode, op_nodes
 
 #: why the local benchmark gives no time per op

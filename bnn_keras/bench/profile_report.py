@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bnn_keras.bench.profile import OpProfile, OpTime, TypeTime
+from bnn_keras.bench.op_profile import OpProfile, OpTime, TypeTime
 
 #: layers shown in the text table and the chart (``--json`` has every node)
 TOP_LAYERS = 20
@@ -160,7 +160,7 @@ def plot_profiles(profiles: list[OpProfile], path: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bnn_keras.io import atomic_write_bytes
+    from bnn_keras.files import atomic_write_bytes
 
     timed = any(p.has_times for p in profiles)
     value: Callable = (lambda x: x.avg_ms or 0.0) if timed else (lambda x: (x.macs or 0) / 1e6)

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bnn_keras.bench.op_profile import OpProfile, parse_op_profile
 from bnn_keras.bench.parse import BenchmarkOutput, parse_benchmark_output
-from bnn_keras.bench.profile import OpProfile, parse_op_profile
 from bnn_keras.bench.spec import BenchSpec
 from bnn_keras.bench.ssh import RemoteSession, SshTarget, last_line
 from bnn_keras.errors import BnnError

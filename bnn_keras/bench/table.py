@@ -152,7 +152,7 @@ def plot_latency_accuracy(rows: list[BenchRow], path: str | os.PathLike) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bnn_keras.io import atomic_write_bytes, figure_png
+    from bnn_keras.files import atomic_write_bytes, figure_png
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^v<>p*"

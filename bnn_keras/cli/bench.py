@@ -32,7 +32,7 @@ def _thread_list(ctx, param, value):
 def _keras_beside(tflite: Path, explicit: str | None):
     """The Keras model of ``tflite`` for the float baseline."""
     from bnn_keras.errors import BnnError
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
     from bnn_keras.training.run_folder import RunFolder
 
     if explicit:

@@ -53,7 +53,7 @@ def _check_int8_options(quantize: str, calibrate: str | None, int8_range) -> Non
 
 def _report_cost(float_model, report, labelled, calibration_images: int) -> None:
     """Warn with what post-training int8 costs on the split, and add it to the JSON."""
-    from bnn_keras.io import atomic_write_json
+    from bnn_keras.files import atomic_write_json
     from bnn_keras.quantize.ptq import calibration_cost
 
     cost = calibration_cost(float_model, report.split_check.tflite_accuracy, labelled.x,
@@ -114,7 +114,8 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     agreement with the Keras model is under --min-agreement.
     """
     from bnn_keras.export import INT8_WARNING, LabelledSplit, default_report_path, export_model
-    from bnn_keras.io import check_writable, load_keras_model
+    from bnn_keras.files import check_writable
+    from bnn_keras.keras_files import load_keras_model
 
     _check_int8_options(quantize, calibrate, int8_range)
     model = load_keras_model(model_path)

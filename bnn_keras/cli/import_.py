@@ -39,7 +39,7 @@ def import_command(checkpoint, output, model, variant, num_classes, input_size, 
     (pip install 'bnn-keras[torch]'); an .npz of the state dict's arrays needs nothing.
     """
     from bnn_keras.errors import BnnError
-    from bnn_keras.io import save_keras_atomic
+    from bnn_keras.keras_files import save_keras_atomic
     from bnn_keras.models.torch_import import import_torch
 
     out = Path(output)

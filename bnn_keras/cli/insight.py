@@ -79,7 +79,7 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
         points, samples = FULL_GRID["points"], FULL_GRID["samples"]
     from bnn_keras.data import check_input_shape
     from bnn_keras.insight.sources import load_split
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     sources = [_run_source(run, "RUNS") for run in runs]  # all checked before the long work
     grids, out_dirs = {}, {}
@@ -105,9 +105,9 @@ def landscape(runs, points, span, samples, full, seed, dataset) -> None:
 
 def _run_source(run: str, param_hint: str):
     """The run folder ``run`` as a :class:`~bnn_keras.insight.sources.Source`, its model
-    file checked (:func:`bnn_keras.io.check_keras_file`)."""
+    file checked (:func:`bnn_keras.keras_files.check_keras_file`)."""
     from bnn_keras.insight.sources import resolve
-    from bnn_keras.io import check_keras_file
+    from bnn_keras.keras_files import check_keras_file
 
     source = resolve(run)
     if source.run_dir is None:
@@ -126,9 +126,9 @@ def inspect(run, samples) -> None:
     between the first and last checkpoint, WS gains, activation std after every block."""
     from bnn_keras.data import check_input_shape
     from bnn_keras.errors import BnnError
-    from bnn_keras.insight import inspect as lib
+    from bnn_keras.insight import inspection as lib
     from bnn_keras.insight.sources import load_split, resolve
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     source = resolve(run)
     if source.run_dir is None:

@@ -4,7 +4,7 @@ The path runs one way: :mod:`~bnn_keras.export.fold` rewrites the graph for LCE 
 :mod:`~bnn_keras.export.shifts` moving RPReLU's output shift into the layers after it),
 :mod:`~bnn_keras.export.convert` converts it, :mod:`~bnn_keras.export.check` checks the
 flatbuffer against the model (with :mod:`~bnn_keras.export.interpreter` and
-:mod:`~bnn_keras.export.trace`), and :func:`~bnn_keras.export.export_model` (in
+:mod:`~bnn_keras.export.sign_trace`), and :func:`~bnn_keras.export.export_model` (in
 :mod:`~bnn_keras.export.report`) does all of it once and writes what was found: the one
 export of ``bnn-keras export`` and of a training run.
 """
@@ -48,7 +48,7 @@ from bnn_keras.export.report import (
     size_figures,
 )
 from bnn_keras.export.shifts import DeployRPReLU, ShiftPlan, plan_shifts
-from bnn_keras.export.trace import Divergence, SignTrace, first_flips, trace_signs
+from bnn_keras.export.sign_trace import Divergence, SignTrace, first_flips, trace_signs
 
 __all__ = [
     "ELEMENTWISE_OPS", "INT8_WARNING", "LCE_CUSTOM_OPS",

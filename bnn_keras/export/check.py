@@ -32,7 +32,7 @@ from bnn_keras.export.flatbuffer import (
 from bnn_keras.export.fold import binary_conv_layers
 from bnn_keras.export.int8 import int8_findings
 from bnn_keras.export.interpreter import predict_tflite
-from bnn_keras.export.trace import Divergence, first_flips
+from bnn_keras.export.sign_trace import Divergence, first_flips
 from bnn_keras.quantizers import has_binary_kernel
 
 #: The most differing inputs :func:`check_deployable` traces; with more, the agreement

@@ -27,8 +27,8 @@ from bnn_keras.export.convert import convert_float32
 from bnn_keras.export.flatbuffer import op_counts
 from bnn_keras.export.fold import binary_conv_layers
 from bnn_keras.export.int8 import check_io_types, with_io_types
-from bnn_keras.export.trace import Divergence
-from bnn_keras.io import atomic_write_bytes, atomic_write_json
+from bnn_keras.export.sign_trace import Divergence
+from bnn_keras.files import atomic_write_bytes, atomic_write_json
 from bnn_keras.models.dtypes import float32_model
 from bnn_keras.models.stats import ModelStats, model_stats
 

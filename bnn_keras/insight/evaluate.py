@@ -33,7 +33,7 @@ def evaluate(target: str, dataset: str | None = None, split: str = "test",
     dataset = dataset or source.dataset or "digits"
     images, labels, data_shape, classes = load_split(dataset, split, limit)
     if source.kind == "keras":
-        from bnn_keras.io import load_keras_model
+        from bnn_keras.keras_files import load_keras_model
 
         model = load_keras_model(source.path)
         check_input_shape(model.input_shape[1:], data_shape, source.path.name, dataset)

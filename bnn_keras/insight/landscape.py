@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.io import atomic_write_bytes, atomic_write_files, figure_png
+from bnn_keras.files import atomic_write_bytes, atomic_write_files, figure_png
 from bnn_keras.variables import latent_variable
 
 #: The files :func:`write_landscapes` writes into each run's ``landscape/`` folder.

@@ -12,7 +12,7 @@ import numpy as np
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError, first_line
-from bnn_keras.io import atomic_write_text
+from bnn_keras.files import atomic_write_text
 from bnn_keras.training.checkpoints import EpochCheckpoint, kept_checkpoint_note
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.io import atomic_write_text
+from bnn_keras.files import atomic_write_text
 from bnn_keras.training.run_folder import CHECKPOINT_DIR, RunFolder
 
 KEEP = 2  # rolling checkpoints kept: the newest and the one before, should it be damaged

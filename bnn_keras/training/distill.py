@@ -199,7 +199,7 @@ def load_teacher(spec: str, *, num_classes: int, input_shape: Sequence[int],
     Raises:
         BnnError: unknown spec, unreadable file, or a class count that does not match.
     """
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
     from bnn_keras.training.run_folder import model_file
 
     probabilities = spec.startswith(("keras:", "larq_zoo:"))

@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
-from bnn_keras.io import atomic_write_json
+from bnn_keras.files import atomic_write_json
 from bnn_keras.training.callbacks import read_history
 from bnn_keras.training.config import TrainConfig
 from bnn_keras.training.precision import resolve_precision
@@ -171,8 +171,8 @@ def _after_stop(err: BaseException, config: TrainConfig, folder: RunFolder, *, f
 
 def _check_model_files(config: TrainConfig, *, resume: bool) -> None:
     """The model files the run loads (``init_from``, unless resuming, and the teachers),
-    checked before any folder is made (:func:`bnn_keras.io.check_keras_file`)."""
-    from bnn_keras.io import check_keras_file
+    checked before any folder is made (:func:`bnn_keras.keras_files.check_keras_file`)."""
+    from bnn_keras.keras_files import check_keras_file
     from bnn_keras.training.distill import is_model_file_spec, pretrained_builder
     from bnn_keras.training.two_step import resolve_source
 

@@ -19,7 +19,8 @@ import tf_keras as keras
 
 from bnn_keras import data as data_lib
 from bnn_keras import models
-from bnn_keras.io import atomic_write_json, save_keras_atomic
+from bnn_keras.files import atomic_write_json
+from bnn_keras.keras_files import save_keras_atomic
 from bnn_keras.models.dtypes import float32_model
 from bnn_keras.quantize import quantize_model
 from bnn_keras.training.callbacks import CurvesPlot, HistoryLog, StopOnNaN, TemperatureSchedule
@@ -265,7 +266,7 @@ def finish(config: TrainConfig, setup: RunSetup, fitted: Fitted, folder: RunFold
     save_keras_atomic(net, folder.model)
     if export and config.stage != 1:  # stage 1 has real-valued weights: nothing to deploy
         if setup.replicas > 1 or config.strategy != "default":
-            from bnn_keras.io import load_keras_model
+            from bnn_keras.keras_files import load_keras_model
 
             net = load_keras_model(folder.model)  # a plain copy, outside the scope
         metrics["export"] = export_run(net, setup.dataset, folder)

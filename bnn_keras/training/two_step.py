@@ -139,7 +139,7 @@ def init_from(net: keras.Model, source: str | Path | keras.Model,
     Raises:
         BnnError: if any other weight of ``net`` was not loaded (listing them).
     """
-    from bnn_keras.io import load_keras_model
+    from bnn_keras.keras_files import load_keras_model
 
     if isinstance(source, keras.Model):
         source_net, label = source, source.name

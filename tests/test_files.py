@@ -5,7 +5,7 @@ import os
 import pytest
 
 from bnn_keras.errors import BnnError
-from bnn_keras.io import atomic_write_bytes, atomic_write_json, check_writable
+from bnn_keras.files import atomic_write_bytes, atomic_write_json, check_writable
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_keras_loads_read_archive_entries_from_memory(tmp_path, monkeypatch):
     import tf_keras as keras
     from tf_keras.src.saving import saving_lib
 
-    from bnn_keras import io as bio
+    from bnn_keras import keras_files as bio
 
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")])
     path = bio.save_keras_atomic(net, tmp_path / "m.keras")

@@ -14,7 +14,7 @@ import tf_keras as keras
 
 from bnn_keras.errors import BnnError, first_line
 from bnn_keras.export.fold import binary_conv_layers
-from bnn_keras.io import atomic_write_files, figure_png
+from bnn_keras.files import atomic_write_files, figure_png
 from bnn_keras.variables import latent_variable
 
 NEAR_ZERO = 0.1  # |w| < NEAR_ZERO * std(w): a tenth of a std away from flipping
