@@ -183,10 +183,11 @@ def _ptq(float_net, x, y) -> tuple[float, float, float, int]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ptq_net, images = post_training_int8(float_net, "digits", batches=8)
+        ptq_net, origin = post_training_int8(float_net, "digits", batches=8)
     keras_acc, keras_top1 = _top1(_keras_predict(ptq_net), x, y)
     tflite_acc, tflite_top1 = _top1(_tflite_predict(export.convert(ptq_net)), x, y)
-    return keras_acc, tflite_acc, float(np.mean(keras_top1 == tflite_top1)), images
+    return (keras_acc, tflite_acc, float(np.mean(keras_top1 == tflite_top1)),
+            origin.calibration_images)
 
 
 def _digits(float_run: str, int8_run: str) -> None:

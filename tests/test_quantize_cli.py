@@ -3,6 +3,7 @@ float run, int8 / uint8 input and output, post-training calibration and its cost
 one-line errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -65,11 +66,16 @@ def test_int8_options_without_their_partner_are_one_error(capsys, tmp_path):
         assert_one_line_error(code, err, needle)
 
 
-def test_post_training_calibration_prints_its_cost(capsys, tmp_path):
+def test_post_training_calibration_prints_its_cost(capsys, tmp_path, monkeypatch):
+    from bnn_keras import files
     from tests.tiny_models import NAME
 
     path = tmp_path / "tiny.keras"
     models.create(NAME, "bf", 10, (32, 32, 3)).save(path)
+    written = []  # every JSON file written (atomic_write_json writes through this)
+    real_write = files.atomic_write_bytes
+    monkeypatch.setattr(files, "atomic_write_bytes",
+                        lambda p, data: written.append(Path(p)) or real_write(p, data))
     code, out, err = run_main(["export", path, "--quantize", "int8", "--calibrate", "digits",
                                "--calibration-batches", "1", "--max-samples", "64",
                                "--min-agreement", "0"], capsys)
@@ -81,6 +87,7 @@ def test_post_training_calibration_prints_its_cost(capsys, tmp_path):
     assert cost["calibration_images"] == 64 and cost["samples"] == 64
     assert np.isclose(cost["cost"], cost["float_accuracy"] - cost["int8_accuracy"])
     assert cost["int8_accuracy"] == report["split_check"]["tflite_accuracy"]
+    assert written == [tmp_path / "tiny.report.json"]  # the one report, written once
     assert "int8_macs" in out
 
 

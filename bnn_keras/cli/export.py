@@ -51,18 +51,6 @@ def _check_int8_options(quantize: str, calibrate: str | None, int8_range) -> Non
                        "ranges replace the dummy one")
 
 
-def _report_cost(float_model, report, labelled, calibration_images: int) -> None:
-    """Warn with what post-training int8 costs on the split, and add it to the JSON."""
-    from bnn_keras.files import atomic_write_json
-    from bnn_keras.quantize.ptq import calibration_cost
-
-    cost = calibration_cost(float_model, report.split_check.tflite_accuracy, labelled.x,
-                            labelled.y, dataset=labelled.dataset, split=labelled.split,
-                            calibration_images=calibration_images)
-    click.echo(f"warning: {cost.message()}", err=True)
-    atomic_write_json(report.report_path, {**report.as_dict(), "calibration": cost.as_dict()})
-
-
 @click.command()
 @trust_code_option
 @click.argument("model_path", type=click.Path(dir_okay=False))
@@ -124,12 +112,12 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     _check_distinct(model_path, output, report_path)
     for path in (output, report_path):  # before the conversion, which can take minutes
         check_writable(path)
-    float_model, calibration_images = model, 0
+    post_training = None
     if quantize == "int8":
         from bnn_keras.quantize.ptq import post_training_int8
 
-        model, calibration_images = post_training_int8(model, calibrate,
-                                                       batches=calibration_batches)
+        model, post_training = post_training_int8(model, calibrate,
+                                                  batches=calibration_batches)
         dataset = dataset or calibrate  # the cost needs a split
     labelled = LabelledSplit.load(dataset, split, max_samples) if dataset else None
     if int8_range:
@@ -141,9 +129,9 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
         report = export_model(model, output, labelled, report_path=report_path,
                               int8_range=int8_range, num_samples=samples,
                               min_agreement=min_agreement, input_type=input_type,
-                              output_type=output_type)
-    if quantize == "int8":
-        _report_cost(float_model, report, labelled, calibration_images)
+                              output_type=output_type, post_training=post_training)
+    if report.calibration:
+        click.echo(f"warning: {report.calibration.message()}", err=True)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.format())
     if not report.ok:
         click.echo(f"error: export check failed: {'; '.join(report.problems)}", err=True)

@@ -31,6 +31,7 @@ from bnn_keras.export.sign_trace import Divergence
 from bnn_keras.files import atomic_write_bytes, atomic_write_json
 from bnn_keras.models.dtypes import float32_model
 from bnn_keras.models.stats import ModelStats, model_stats
+from bnn_keras.quantize.ptq import CalibrationCost, PostTraining
 
 __all__ = ["INT8_WARNING", "ExportReport", "LabelledSplit", "SizeFigures",
            "default_report_path", "export_model", "mac_figures", "size_figures"]
@@ -100,6 +101,7 @@ class ExportReport:
     output_type: str = "float32"
     int8_range: tuple[float, float] | None = None
     split_check: SplitCheck | None = None
+    calibration: CalibrationCost | None = None  # what post-training int8 cost on the split
     report_path: str | None = None
 
     @property
@@ -115,7 +117,8 @@ class ExportReport:
     def as_dict(self) -> dict:
         """The report as plain data (what the JSON file holds)."""
         data = asdict(self)
-        for derived in ("size", "macs", "int8_range", "split_check", "report_path"):
+        for derived in ("size", "macs", "int8_range", "split_check", "calibration",
+                        "report_path"):
             del data[derived]
         data["divergences"] = [asdict(d) | {"rounding": d.rounding} for d in self.divergences]
         data.update(
@@ -125,6 +128,7 @@ class ExportReport:
             int8_range=list(self.int8_range) if self.int8_range else None,
             agreement_enforced=self.int8_range is None,
             split_check=self.split_check.as_dict() if self.split_check else None,
+            calibration=self.calibration.as_dict() if self.calibration else None,
         )
         return data
 
@@ -224,7 +228,8 @@ def export_model(model: keras.Model, output: str | os.PathLike,
                  report_path: str | os.PathLike | None = None,
                  int8_range: tuple[float, float] | None = None, num_samples: int = 32,
                  min_agreement: float = 0.99, seed: int = 0, input_type: str = "float32",
-                 output_type: str = "float32") -> ExportReport:
+                 output_type: str = "float32",
+                 post_training: PostTraining | None = None) -> ExportReport:
     """Convert ``model`` once, write the flatbuffer to ``output`` atomically, check it and
     write the report as JSON (``report_path``, default ``<stem>.report.json`` beside it).
 
@@ -235,7 +240,9 @@ def export_model(model: keras.Model, output: str | os.PathLike,
     the agreement is reported but not enforced. A quantization-aware model's file reads
     ``input_type`` and writes ``output_type`` (``float32``, ``int8`` or ``uint8``; the
     checks run on its float32-input twin, the same ops inside) and its ideal size counts
-    its other weights at one byte.
+    its other weights at one byte. A post-training int8 model (``post_training``, from
+    :func:`~bnn_keras.quantize.ptq.post_training_int8`) checked on ``labelled`` has its
+    cost in the report: its float model's top-1 on the same images beside the file's.
 
     Example:
         ```python
@@ -267,6 +274,10 @@ def export_model(model: keras.Model, output: str | os.PathLike,
         int8_range=lce_kwargs.get("experimental_default_int8_range"),
         split_check=result.split_check, int8=int8, input_type=input_type,
         output_type=output_type)
+    if post_training and labelled is not None and result.split_check:
+        report.calibration = post_training.cost(
+            result.split_check.tflite_accuracy, labelled.x, labelled.y,
+            dataset=labelled.dataset, split=labelled.split)
     report_path = Path(report_path) if report_path else default_report_path(path)
     report.report_path = str(atomic_write_json(report_path, report.as_dict()))
     return report

@@ -28,22 +28,6 @@ def calibration_batches(model: keras.Model, dataset: str, batches: int,
     return [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
 
 
-def post_training_int8(model: keras.Model, dataset: str, *, batches: int = 8,
-                       batch_size: int = 64) -> tuple[keras.Model, int]:
-    """``model``'s quantization-aware copy with every range calibrated on ``batches``
-    batches of ``dataset`` (:func:`~bnn_keras.quantize.calibrate_ranges`), and the number
-    of images used.
-
-    Raises:
-        BnnError: one line, when ``model`` has nothing to quantize or the dataset's
-            images do not fit it.
-    """
-    qat_model = quantize_model(model)
-    images = calibration_batches(model, dataset, batches, batch_size)
-    calibrate_ranges(qat_model, images)
-    return qat_model, sum(len(b) for b in images)
-
-
 @dataclass
 class CalibrationCost:
     """Top-1 of the float Keras model and of the calibrated int8 flatbuffer on one split."""
@@ -74,13 +58,38 @@ class CalibrationCost:
         return {**asdict(self), "cost": self.cost}
 
 
-def calibration_cost(float_model: keras.Model, int8_accuracy: float, x: np.ndarray,
-                     y: np.ndarray, *, dataset: str, split: str,
-                     calibration_images: int) -> CalibrationCost:
-    """:class:`CalibrationCost` from the float model's top-1 on ``x, y`` and the
-    flatbuffer's (``int8_accuracy``, measured on the same images)."""
-    predicted = np.argmax(float_model.predict(x, batch_size=64, verbose=0), -1)
-    return CalibrationCost(dataset=dataset, split=split, samples=len(x),
-                           calibration_images=calibration_images,
-                           float_accuracy=float(np.mean(predicted == np.asarray(y).ravel())),
-                           int8_accuracy=int8_accuracy)
+@dataclass(frozen=True)
+class PostTraining:
+    """A post-training int8 model's origin: the float model and the images that set its
+    ranges."""
+
+    float_model: keras.Model
+    dataset: str
+    calibration_images: int
+
+    def cost(self, int8_accuracy: float, x: np.ndarray, y: np.ndarray, *,
+             dataset: str, split: str) -> CalibrationCost:
+        """:class:`CalibrationCost` from the float model's top-1 on ``x, y`` and the
+        flatbuffer's (``int8_accuracy``, measured on the same images)."""
+        predicted = np.argmax(self.float_model.predict(x, batch_size=64, verbose=0), -1)
+        return CalibrationCost(
+            dataset=dataset, split=split, samples=len(x),
+            calibration_images=self.calibration_images,
+            float_accuracy=float(np.mean(predicted == np.asarray(y).ravel())),
+            int8_accuracy=int8_accuracy)
+
+
+def post_training_int8(model: keras.Model, dataset: str, *, batches: int = 8,
+                       batch_size: int = 64) -> tuple[keras.Model, PostTraining]:
+    """``model``'s quantization-aware copy with every range calibrated on ``batches``
+    batches of ``dataset`` (:func:`~bnn_keras.quantize.calibrate_ranges`), and where it
+    came from (what its export measures the cost against).
+
+    Raises:
+        BnnError: one line, when ``model`` has nothing to quantize or the dataset's
+            images do not fit it.
+    """
+    qat_model = quantize_model(model)
+    images = calibration_batches(model, dataset, batches, batch_size)
+    calibrate_ranges(qat_model, images)
+    return qat_model, PostTraining(model, dataset, sum(len(b) for b in images))
