@@ -118,3 +118,28 @@ def test_profile_bad_options_are_one_line_errors(tiny, tmp_path, capsys):
     code, _, err = run_main(["bench", tiny[1], "--profile", "--runs", "1",
                              "--plot", blocker / "p.png"], capsys)
     assert_one_line_error(code, err, "cannot write")
+
+
+def test_int8_nodes_line_up_with_their_float_layers(tiny):
+    """An int8 node is named after the fake quantizer it fused (``conv_int8``); the
+    per-layer table puts it on its float32 twin's row."""
+    import numpy as np
+
+    from bnn_keras import export
+    from bnn_keras.bench.op_costs import flatbuffer_profile
+    from bnn_keras.bench.op_profile import OpTime
+    from bnn_keras.bench.profile_report import top_layers
+    from bnn_keras.keras_files import load_keras_model
+    from bnn_keras.quantize import calibrate_ranges, quantize_model
+
+    assert OpTime("net/conv_int8/FakeQuantWithMinMaxVars", "CONV_2D").layer == "conv"
+    model = load_keras_model(tiny[0])
+    qat = quantize_model(model)
+    calibrate_ranges(qat, [np.random.default_rng(0).standard_normal((4, 16, 16, 3))])
+    flatbuffers = [export.convert(m) for m in (model, qat)]
+    assert export.op_counts(flatbuffers[1]).get("QUANTIZE")  # an int8 + 1-bit file
+    rows = dict(top_layers([flatbuffer_profile(f, "m", "") for f in flatbuffers]))
+    # (not the classifier: the float file names its output "Identity", the model's)
+    convs = {k: nodes for k, nodes in rows.items() if k[1] in ("CONV_2D", "LceBconv2d")}
+    assert len(convs) == 2 and all(None not in nodes for nodes in convs.values()), rows
+    assert all(a.macs == b.macs for a, b in convs.values())

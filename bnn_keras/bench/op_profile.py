@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 from bnn_keras.bench.parse import NUMBER, strip_log_prefix
 from bnn_keras.errors import BnnError
+from bnn_keras.layer_names import quantized_layer
 
 REGULAR_RUNS = "Operator-wise Profiling Info for Regular Benchmark Runs"
 _SECTION = re.compile(r"^=+ (?P<title>.+?) =+$")
@@ -59,10 +60,12 @@ class OpTime:
     @property
     def layer(self) -> str:
         """The Keras layer the node comes from, read from its first output's name
-        (``model/quant_conv2d/QuantConv2D;...`` -> ``quant_conv2d``), else the name."""
+        (``model/quant_conv2d/QuantConv2D;...`` -> ``quant_conv2d``), else the name. An
+        int8 node named after the fake quantizer it fused (``quant_conv2d_int8``) is its
+        layer's, as in the float32 flatbuffer."""
         first = self.name.split(";")[0].split(", ")[0]
         parts = first.split("/")
-        return parts[1] if len(parts) >= 3 else first
+        return quantized_layer(parts[1] if len(parts) >= 3 else first)
 
 
 @dataclass

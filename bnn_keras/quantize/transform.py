@@ -30,6 +30,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bnn_keras.errors import BnnError
+from bnn_keras.layer_names import fake_quant_name
 from bnn_keras.layers import (
     ChannelGate,
     LearnableBias,
@@ -184,14 +185,14 @@ def quantize_model(model: keras.Model) -> keras.Model:
     new_layers, fakes = {}, {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
-            fakes[layer.name] = FakeQuant(name=f"{layer.name}_int8")
+            fakes[layer.name] = FakeQuant(name=fake_quant_name(layer.name))
             continue
         cls = _counterpart(layer, layer.name in absorbs)
         new_layers[layer.name] = cls.from_config(_config(layer))
         kind = _output_range(layer, consumers[layer.name])
         if kind is not None:
             fakes[layer.name] = FakeQuant(None if kind == "tracked" else kind,
-                                          name=f"{layer.name}_int8")
+                                          name=fake_quant_name(layer.name))
     copy = _rebuild(model, new_layers, fakes)
     for layer in model.layers:
         if layer.name in new_layers:
