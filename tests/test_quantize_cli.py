@@ -82,6 +82,9 @@ def test_post_training_calibration_prints_its_cost(capsys, tmp_path, monkeypatch
     assert code == 0, err
     warning = [line for line in err.splitlines() if line.startswith("warning: post-training")]
     assert len(warning) == 1 and "points of test top-1 on 64 images" in warning[0]
+    # Python's warning (the +1 padding) is one line too, not file, line and source
+    assert all(line.startswith("warning: ") for line in err.splitlines()), err
+    assert any("pad with +1" in line for line in err.splitlines()), err
     report = json.loads((tmp_path / "tiny.report.json").read_text())
     cost = report["calibration"]
     assert cost["calibration_images"] == 64 and cost["samples"] == 64

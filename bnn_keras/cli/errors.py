@@ -6,6 +6,9 @@ import os
 import signal
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -32,6 +35,25 @@ def _interrupted_message(err: KeyboardInterrupt) -> str:
     return f"{what} ({hint})" if hint else what
 
 
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each Python warning as one ``warning: ...`` line, as the CLI's own warnings
+    are, instead of Python's file, line and source line (``BNN_KERAS_DEBUG=1`` keeps
+    those)."""
+    if os.environ.get("BNN_KERAS_DEBUG"):
+        yield
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {first_line(message, limit=None)}", err=True)
+
+    previous, warnings.showwarning = warnings.showwarning, show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     """Run ``group``; print bad input as ``error: ...`` (exit 1, usage errors exit 2).
 
@@ -48,7 +70,8 @@ def run_cli(group: click.Group, args: list[str] | None = None) -> None:
     # at once; the previous handler is put back for an in-process caller
     previous = _handle_sigterm()
     try:
-        group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
+        with one_line_warnings():
+            group.main(args=args, standalone_mode=False, prog_name="bnn-keras")
     except click.exceptions.Abort as err:
         # click turns Ctrl-C into Abort (after printing an empty line): it gets the message
         cause = err.__cause__ or err.__context__

@@ -10,7 +10,7 @@ import numpy as np
 import tf_keras as keras
 
 from bnn_keras.quantize.calibrate import calibrate_ranges
-from bnn_keras.quantize.transform import quantize_model
+from bnn_keras.quantize.transform import check_quantizable, quantize_model
 
 
 def calibration_batches(model: keras.Model, dataset: str, batches: int,
@@ -89,7 +89,8 @@ def post_training_int8(model: keras.Model, dataset: str, *, batches: int = 8,
         BnnError: one line, when ``model`` has nothing to quantize or the dataset's
             images do not fit it.
     """
-    qat_model = quantize_model(model)
+    check_quantizable(model)  # bad input first, before the data loads
     images = calibration_batches(model, dataset, batches, batch_size)
+    qat_model = quantize_model(model)
     calibrate_ranges(qat_model, images)
     return qat_model, PostTraining(model, dataset, sum(len(b) for b in images))

@@ -147,7 +147,8 @@ def _config(layer: keras.layers.Layer) -> dict:
     return config
 
 
-def _check_quantizable(model: keras.Model) -> None:
+def check_quantizable(model: keras.Model) -> None:
+    """Raise :class:`QuantizeError` (one line) when ``model`` has nothing to quantize."""
     if is_quantized(model):
         raise QuantizeError(f"model {model.name!r} is already quantization-aware (int8): "
                             "nothing to quantize")
@@ -172,7 +173,7 @@ def quantize_model(model: keras.Model) -> keras.Model:
         qat_net = quantize_model(net)   # train it, then export: an int8 + 1-bit .tflite
         ```
     """
-    _check_quantizable(model)
+    check_quantizable(model)
     padded = [lay.name for lay in model.layers
               if zero_padded_binary(lay) and any(k > 1 for k in lay.kernel_size)]
     if padded:
