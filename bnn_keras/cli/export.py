@@ -101,7 +101,7 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
     Exits with status 1 when a binary conv did not lower to LceBconv2d or the top-1
     agreement with the Keras model is under --min-agreement.
     """
-    from bnn_keras.export import INT8_WARNING, LabelledSplit, default_report_path, export_model
+    from bnn_keras.export import LabelledSplit, default_report_path, export_model
     from bnn_keras.files import check_writable
     from bnn_keras.keras_files import load_keras_model
 
@@ -120,12 +120,9 @@ def export(model_path, output, samples, min_agreement, dataset, split, max_sampl
                                                   batches=calibration_batches)
         dataset = dataset or calibrate  # the cost needs a split
     labelled = LabelledSplit.load(dataset, split, max_samples) if dataset else None
-    if int8_range:
-        click.echo(f"warning: {INT8_WARNING}", err=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="--int8-range", category=UserWarning)
+    with warnings.catch_warnings():  # export_model's --int8-range warning says it already
         warnings.filterwarnings("ignore", message=".*experimental_default_int8_range",
-                                category=UserWarning)  # LCE's own; ours is printed above
+                                category=UserWarning)
         report = export_model(model, output, labelled, report_path=report_path,
                               int8_range=int8_range, num_samples=samples,
                               min_agreement=min_agreement, input_type=input_type,
